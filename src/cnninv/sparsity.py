@@ -1,0 +1,232 @@
+r"""Max pooling as the model-sparse projection :math:`\mathbb M(h, k)`.
+
+Gilbert et al. (2017), §2.3: the code :math:`z\in\mathbb R^{Kn}` is split into blocks,
+and a *model-k-sparse* code has at most one non-zero per block and ``k`` non-zeros in
+all. :math:`\mathbb M(h,k)` returns the model-k-sparse vector closest to ``h``: keep the
+largest-magnitude entry of each block (the *switch*), then the ``k`` blocks whose kept
+entries are largest; everything else is zero, and the result has the shape of ``h``
+(pooling followed by unpooling with the switches, eq. (2)).
+
+Blocks (``pool`` argument):
+
+* ``pool=None`` — the paper's 1-d model: one block per filter, holding all of its
+  :math:`n` shifts (in 2-d, the whole map of a channel);
+* ``pool=p`` — the practice of §4: pooling regions of ``p`` (1-d) or ``p x p`` (2-d)
+  with stride ``p``; partial regions at the border are blocks too (``ceil_mode``), so
+  every entry of ``h`` belongs to exactly one block.
+
+``variant="abs"`` is the analysis' max-:math:`|\cdot|`; ``variant="relu"`` is what a
+real CNN does (ReLU then max pooling: the largest positive value, zero if none).
+
+Codes are batched: ``h`` has shape ``(B, K, n)`` in 1-d or ``(B, K, H, W)`` in 2-d.
+
+>>> import torch
+>>> h = torch.tensor([[[0.1, -3.0, 2.0, 0.5], [1.0, 0.0, 0.2, -0.4]]])
+>>> model_sparse(h, k=1).code          # one block per filter, keep the largest
+tensor([[[ 0., -3.,  0.,  0.],
+         [ 0.,  0.,  0.,  0.]]])
+>>> model_sparse(h, k=2, pool=2, variant="relu").code
+tensor([[[0., 0., 2., 0.],
+         [1., 0., 0., 0.]]])
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+from cnninv._checks import check_finite
+
+__all__ = [
+    "ModelSparse",
+    "block_shape",
+    "crelu",
+    "max_pool_switches",
+    "model_sparse",
+    "naive_switches",
+    "num_blocks",
+    "support",
+    "unpool",
+    "unpool_naive",
+]
+
+_VARIANTS = ("abs", "relu")
+_MAX_POOL = {1: F.max_pool1d, 2: F.max_pool2d}
+
+Pool = int | Sequence[int] | None
+
+
+class ModelSparse(NamedTuple):
+    """Result of :func:`model_sparse`.
+
+    code : the model-k-sparse code, shape of ``h``.
+    values : the pooled values, one per block (zero where the block was not kept).
+    switches : flat index, within each channel's map, of each block's kept entry
+        (the convention of ``torch.nn.functional.max_pool2d(..., return_indices=True)``).
+    """
+
+    code: torch.Tensor
+    values: torch.Tensor
+    switches: torch.Tensor
+
+
+def _spatial(h: torch.Tensor, name: str = "h") -> tuple[int, ...]:
+    if not isinstance(h, torch.Tensor) or h.dim() not in (3, 4):
+        shape = tuple(h.shape) if isinstance(h, torch.Tensor) else type(h).__name__
+        raise ValueError(
+            f"{name} must be a batched code of shape (B, K, n) or (B, K, H, W), got {shape}"
+        )
+    return tuple(h.shape[2:])
+
+
+def _kernel(pool: Pool, spatial: tuple[int, ...]) -> tuple[int, ...]:
+    if pool is None:
+        return spatial
+    kernel = (pool,) * len(spatial) if isinstance(pool, int) else tuple(pool)
+    if len(kernel) != len(spatial) or any(not isinstance(p, int) or p < 1 for p in kernel):
+        raise ValueError(f"pool must be None or a positive int per spatial axis, got {pool!r}")
+    return kernel
+
+
+def block_shape(spatial: Sequence[int], pool: Pool) -> tuple[int, ...]:
+    """Number of blocks along each spatial axis (ceil of size / pool)."""
+    spatial = tuple(spatial)
+    kernel = _kernel(pool, spatial)
+    return tuple(math.ceil(s / p) for s, p in zip(spatial, kernel, strict=True))
+
+
+def num_blocks(shape: Sequence[int], pool: Pool) -> int:
+    """Blocks of a code of shape ``(K, *spatial)``: ``K`` times the regions per map."""
+    shape = tuple(shape)
+    return shape[0] * math.prod(block_shape(shape[1:], pool))
+
+
+def _check_k(k: int | None, blocks: int) -> None:
+    if k is None:
+        return
+    if isinstance(k, bool) or not isinstance(k, int):
+        raise ValueError(f"k must be an integer or None, got {k!r}")
+    if k < 1 or k > blocks:
+        raise ValueError(f"k must be between 1 and the number of blocks ({blocks}), got k={k}")
+
+
+def max_pool_switches(
+    h: torch.Tensor, pool: Pool = None, variant: str = "abs"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Max pooling that also returns the switches: ``(values, switches)``.
+
+    ``values`` are the signed entries of ``h`` at the switches for ``variant="abs"``, and
+    the ReLU of the block maximum for ``variant="relu"``.
+    """
+    if variant not in _VARIANTS:
+        raise ValueError(f"variant must be one of {_VARIANTS}, got {variant!r}")
+    spatial = _spatial(h)
+    kernel = _kernel(pool, spatial)
+    score = h.abs() if variant == "abs" else h
+    pooled, switches = _MAX_POOL[len(spatial)](
+        score, kernel, stride=kernel, return_indices=True, ceil_mode=True
+    )
+    if variant == "abs":
+        values = h.flatten(2).gather(2, switches.flatten(2)).view_as(switches)
+    else:
+        values = pooled.clamp_min(0)
+    return values, switches
+
+
+def unpool(
+    values: torch.Tensor, switches: torch.Tensor, output_size: Sequence[int]
+) -> torch.Tensor:
+    """Place each pooled value at its switch in a zero map of ``output_size`` (unpooling)."""
+    output_size = tuple(output_size)
+    if values.shape != switches.shape:
+        raise ValueError(
+            f"values {tuple(values.shape)} and switches {tuple(switches.shape)} differ in shape"
+        )
+    plane = math.prod(output_size)
+    if switches.numel() and (int(switches.min()) < 0 or int(switches.max()) >= plane):
+        raise ValueError(f"switches must index a map of size {output_size}")
+    out = values.new_zeros((*values.shape[:2], plane))
+    out.scatter_(2, switches.flatten(2), values.flatten(2))
+    return out.view(*values.shape[:2], *output_size)
+
+
+def naive_switches(
+    pooled_shape: Sequence[int], pool: Pool, output_size: Sequence[int], device=None
+) -> torch.Tensor:
+    """The paper's naive switches: the top-left (first) entry of every pooling region.
+
+    ``pooled_shape`` is ``(B, K, *blocks)``; returns int64 switches of that shape.
+    """
+    pooled_shape = tuple(pooled_shape)
+    output_size = tuple(output_size)
+    kernel = _kernel(pool, output_size)
+    blocks = pooled_shape[2:]
+    if blocks != block_shape(output_size, pool):
+        raise ValueError(f"pooled shape {pooled_shape} does not match {output_size} / {pool}")
+    coords = [torch.arange(b, device=device) * p for b, p in zip(blocks, kernel, strict=True)]
+    grids = torch.meshgrid(*coords, indexing="ij")
+    flat = torch.zeros(blocks, dtype=torch.long, device=device)
+    for axis, g in enumerate(grids):
+        flat = flat + g * math.prod(output_size[axis + 1 :])
+    return flat.expand(pooled_shape).contiguous()
+
+
+def unpool_naive(values: torch.Tensor, pool: Pool, output_size: Sequence[int]) -> torch.Tensor:
+    """Unpooling without switches: each value goes to the top-left of its region."""
+    sw = naive_switches(values.shape, pool, output_size, device=values.device)
+    return unpool(values, sw, output_size)
+
+
+def model_sparse(
+    h: torch.Tensor,
+    k: int | None,
+    pool: Pool = None,
+    *,
+    variant: str = "abs",
+) -> ModelSparse:
+    r""":math:`\mathbb M(h, k)`: the closest model-k-sparse code to ``h``.
+
+    Parameters
+    ----------
+    h : Tensor
+        Batched code, ``(B, K, n)`` or ``(B, K, H, W)``.
+    k : int or None
+        Number of blocks kept, ``1 <= k <= num_blocks``; ``None`` keeps every block
+        (plain max pooling followed by unpooling).
+    pool : None, int or tuple
+        Block structure (see the module docstring).
+    variant : ``"abs"`` or ``"relu"``
+        Largest :math:`|h|` per block (the analysis), or largest positive value (ReLU + max
+        pooling, a real CNN). With ``"abs"`` the result minimises :math:`\|h-z\|_2` over
+        model-k-sparse ``z``; with ``"relu"`` over non-negative model-k-sparse ``z``.
+
+    Raises
+    ------
+    ValueError
+        Wrong shape, ``k`` out of range, unknown variant, NaN or inf in ``h``.
+    """
+    spatial = _spatial(h)
+    check_finite(h, "h")
+    _check_k(k, num_blocks(h.shape[1:], pool))
+    values, switches = max_pool_switches(h, pool, variant)
+    if k is not None and k < values[0].numel():
+        flat = values.flatten(1)
+        keep = flat.abs().topk(k, dim=1).indices
+        mask = torch.zeros_like(flat, dtype=torch.bool).scatter_(1, keep, True)
+        values = (flat * mask).view_as(values)
+    return ModelSparse(unpool(values, switches, spatial), values, switches)
+
+
+def support(z: torch.Tensor) -> torch.Tensor:
+    """Boolean mask of the non-zeros of ``z``."""
+    return z != 0
+
+
+def crelu(h: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    r"""Concatenated ReLU (Shang et al., 2016): :math:`[\mathrm{ReLU}(h), \mathrm{ReLU}(-h)]`
+    along ``dim`` — the positive–negative filter pairs of §3.1."""
+    return torch.cat([F.relu(h), F.relu(-h)], dim=dim)
