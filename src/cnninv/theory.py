@@ -69,7 +69,7 @@ def theorem31_condition(
 
     >>> r = theorem31_condition(M=32, ell=5, D=32, K=96, k=10, delta=0.5, eps=0.01, C=0.01)
     >>> round(r.ratio, 2), round(r.required, 3), r.satisfied
-    (25.0, 3.093, True)
+    (25.0, 3.343, True)
     """
     for name, v in (("M", M), ("ell", ell), ("D", D), ("K", K), ("k", k), ("stride", stride)):
         check_positive_int(v, name)
@@ -94,7 +94,7 @@ def theorem33_bound(delta_k: float, delta_2k: float) -> float:
     :math:`\frac{5\delta_{2k}}{1-\delta_k}\sqrt{\frac{1+\delta_{2k}}{1-\delta_{2k}}}`.
 
     >>> round(theorem33_bound(0.05, 0.1), 4)
-    0.5849
+    0.5819
     """
     if not 0 <= delta_k <= delta_2k < 1:
         raise ValueError(

@@ -1,0 +1,100 @@
+"""The ``cnninv`` command line: parse, call the library, print. Errors reach the user as
+one line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+
+def _parse_set(items: Sequence[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects key=value, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    p.add_argument("--quick", action="store_true", help="small, fast version")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cnninv",
+        description="Invertibility of CNNs (Gilbert et al. 2017): reproduce the paper's "
+        "figures and tables, analyse and invert real networks.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="name the experiments")
+    rep = sub.add_parser("reproduce", help="run experiments, write JSON, figures, report.html")
+    rep.add_argument("names", nargs="+", metavar="EXPERIMENT", help="experiment names or 'all'")
+    _common(rep)
+    rep.add_argument("--samples", type=int, help="number of samples (experiments that take it)")
+    rep.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set any configuration parameter, e.g. --set iters=50 (repeatable)",
+    )
+    report = sub.add_parser("report", help="rebuild DIR/report.html from the results in DIR")
+    report.add_argument("dir")
+    return parser
+
+
+def _run(args: argparse.Namespace) -> None:
+    if args.command == "list":
+        from cnninv.experiments import REGISTRY
+
+        width = max(map(len, REGISTRY))
+        for name, exp in REGISTRY.items():
+            print(f"{name:<{width}}  {exp.title}")
+    elif args.command == "reproduce":
+        from cnninv._checks import resolve_device
+        from cnninv.reproduce import reproduce
+
+        resolve_device(args.device)
+        overrides = _parse_set(args.set)
+        if args.samples is not None:
+            overrides["samples"] = args.samples
+        reproduce(
+            args.names,
+            args.out,
+            quick=args.quick,
+            seed=args.seed,
+            device=args.device,
+            overrides=overrides,
+            progress=not args.no_progress and sys.stderr.isatty(),
+            log=lambda msg: print(msg, file=sys.stderr),
+        )
+    elif args.command == "report":
+        from cnninv.report import build_report
+
+        print(build_report(args.dir))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        _run(args)
+    except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as exc:
+        print(f"cnninv: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("cnninv: interrupted (no partial files were left)", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

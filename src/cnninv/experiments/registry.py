@@ -1,0 +1,90 @@
+"""The experiments ``cnninv reproduce`` knows, and how their configurations are built."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from cnninv.experiments import fig2, prop1
+
+__all__ = ["REGISTRY", "Experiment", "get", "make_config"]
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A registered experiment: its name, a one-line title, its config class, its run
+    function, the overrides that make its ``--quick`` version, and its JSON file name."""
+
+    name: str
+    title: str
+    config: type
+    run: Callable[..., dict]
+    quick: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def json_name(self) -> str:
+        return self.name.replace("-", "_") + ".json"
+
+
+REGISTRY: dict[str, Experiment] = {
+    e.name: e
+    for e in (
+        Experiment(
+            "fig2",
+            "Figure 2: 1-d model-RIP and reconstruction with Gaussian filters (§4.2)",
+            fig2.Config,
+            fig2.run,
+            quick={"samples": 1000, "iters": 20},
+        ),
+        Experiment(
+            "prop1",
+            "Proposition 1: CReLU pairs with an orthonormal W reconstruct exactly (§3.1)",
+            prop1.Config,
+            prop1.run,
+            quick={"samples": 64},
+        ),
+    )
+}
+
+
+def get(name: str) -> Experiment:
+    if name not in REGISTRY:
+        raise ValueError(f"unknown experiment {name!r}; known: {', '.join(REGISTRY)}")
+    return REGISTRY[name]
+
+
+def _coerce(value: Any, like: Any, key: str) -> Any:
+    if not isinstance(value, str) or isinstance(like, str) or like is None:
+        return value
+    try:
+        if isinstance(like, bool):
+            if value.lower() not in ("true", "false", "1", "0"):
+                raise ValueError
+            return value.lower() in ("true", "1")
+        return type(like)(value)
+    except ValueError:
+        raise ValueError(f"{key}={value!r} is not a valid {type(like).__name__}") from None
+
+
+def make_config(
+    name: str, *, quick: bool = False, overrides: Mapping[str, Any] | None = None, **common: Any
+) -> Any:
+    """The configuration of experiment ``name``: defaults, then the quick overrides, then
+    the common options (seed, device) and explicit ``overrides`` (``--set key=value``)."""
+    exp = get(name)
+    fields = {f.name: f for f in dataclasses.fields(exp.config)}
+    values: dict[str, Any] = dict(exp.quick) if quick else {}
+    values["quick"] = quick
+    merged = {**common, **(overrides or {})}
+    for key, value in merged.items():
+        if value is None:
+            continue
+        if key not in fields:
+            raise ValueError(
+                f"experiment {name!r} has no parameter {key!r}; parameters: {', '.join(fields)}"
+            )
+        default = fields[key].default
+        values[key] = _coerce(value, default, key)
+    return exp.config(**values)

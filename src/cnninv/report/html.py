@@ -1,0 +1,91 @@
+"""The self-contained HTML report: every figure embedded, every table with the paper's
+numbers beside ours."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cnninv.experiments.registry import REGISTRY
+from cnninv.io import atomic_write_bytes, atomic_write_text
+from cnninv.report.sections import SECTIONS, Section, fmt
+
+__all__ = ["build_report", "render_experiment"]
+
+_CSS = """
+body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
+h1{font-size:1.6em} h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
+table{border-collapse:collapse;margin:.8em 0;font-size:.9em}
+th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}
+th:first-child,td:first-child{text-align:left}
+caption{text-align:left;font-weight:600;margin:.3em 0}
+img{max-width:100%}
+.note{background:#fff8e1;border-left:4px solid #f0b400;
+  padding:.4em .8em;margin:.4em 0}
+details{margin:.5em 0;font-size:.85em} code,pre{font-size:.85em}
+"""
+
+
+def render_experiment(name: str, result: dict, out_dir: str | Path) -> list[Path]:
+    """Write the figures of one experiment into ``out_dir``; returns their paths."""
+    section = SECTIONS[name](result)
+    return [atomic_write_bytes(Path(out_dir) / fn, png) for fn, png in section.figures.items()]
+
+
+def _section_html(name: str, result: dict, section: Section) -> str:
+    title = REGISTRY[name].title if name in REGISTRY else name
+    parts = [f'<h2 id="{html.escape(name)}">{html.escape(title)}</h2>']
+    for fn, png in section.figures.items():
+        data = base64.b64encode(png).decode()
+        parts.append(f'<img alt="{html.escape(fn)}" src="data:image/png;base64,{data}">')
+    for table in section.tables:
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in table.headers)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
+            for row in table.rows
+        )
+        cap = f"<caption>{html.escape(table.caption)}</caption>" if table.caption else ""
+        parts.append(f"<table>{cap}<tr>{head}</tr>{body}</table>")
+    parts += [f'<p class="note">{html.escape(n)}</p>' for n in section.notes]
+    config = json.dumps(result.get("config", {}), indent=1)
+    parts.append(
+        f"<details><summary>configuration (elapsed {fmt(result.get('elapsed_s'))} s, torch "
+        f"{html.escape(str(result.get('torch_version')))})</summary><pre>{html.escape(config)}"
+        "</pre></details>"
+    )
+    return "\n".join(parts)
+
+
+def build_report(out_dir: str | Path) -> Path:
+    """Collect the results of every registered experiment found in ``out_dir`` (their
+    JSON files) into ``out_dir/report.html``."""
+    out_dir = Path(out_dir)
+    found = []
+    for name, exp in REGISTRY.items():
+        path = out_dir / exp.json_name
+        if path.is_file() and name in SECTIONS:
+            try:
+                found.append((name, json.loads(path.read_text(encoding="utf-8"))))
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path} is not valid JSON: {exc}") from None
+    if not found:
+        raise ValueError(f"no experiment results in {out_dir}; run `cnninv reproduce` first")
+    toc = "".join(
+        f'<li><a href="#{n}">{html.escape(REGISTRY[n].title)}</a>'
+        f"{' (quick)' if r.get('config', {}).get('quick') else ''}</li>"
+        for n, r in found
+    )
+    body = "\n".join(_section_html(n, r, SECTIONS[n](r)) for n, r in found)
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    page = (
+        "<!doctype html><html><head><meta charset='utf-8'><title>cnninv report</title>"
+        f"<style>{_CSS}</style></head><body>"
+        "<h1>cnninv: Towards Understanding the Invertibility of CNNs — reproduction</h1>"
+        "<p>Gilbert, Zhang, Lee, Zhang, Lee (2017). Each section shows our numbers beside the "
+        f"paper's; notes say plainly where they differ. Generated {stamp}.</p>"
+        f"<ul>{toc}</ul>{body}</body></html>"
+    )
+    return atomic_write_text(out_dir / "report.html", page)

@@ -1,0 +1,61 @@
+import json
+
+import pytest
+
+from cnninv.cli import main
+
+
+def test_list(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "fig2" in out and "prop1" in out
+
+
+def test_reproduce_fig2_writes_outputs(tmp_path):
+    rc = main(
+        [
+            "reproduce",
+            "fig2",
+            "--out",
+            str(tmp_path),
+            "--samples",
+            "100",
+            "--set",
+            "iters=3",
+            "--seed",
+            "5",
+        ]
+    )
+    assert rc == 0
+    data = json.loads((tmp_path / "fig2.json").read_text())
+    for key in ("rip_ratio", "gram_ratio", "recon_error"):
+        assert {"mean", "p01", "p50", "p99"} <= set(data[key])
+    assert len(data["iht_recon_error_by_iter"]) == 3
+    assert data["config"]["seed"] == 5 and data["config"]["samples"] == 100
+    assert (tmp_path / "fig2.png").read_bytes()[:4] == b"\x89PNG"
+    page = (tmp_path / "report.html").read_text()
+    assert ("data:image/png;base64," in page and "0.1–0.2" in page) or "0.1-0.2" in page
+
+
+def test_reproduce_prop1(tmp_path):
+    assert main(["reproduce", "prop1", "--out", str(tmp_path)]) == 0
+    assert json.loads((tmp_path / "prop1.json").read_text())["max_relative_error"] < 1e-12
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["reproduce", "fig2", "--set", "k=200"], "k=200 exceeds"),
+        (["reproduce", "fig2", "--set", "k=0"], "k must be a positive integer"),
+        (["reproduce", "fig2", "--set", "stride=2"], "stride=2"),
+        (["reproduce", "nope"], "unknown experiment 'nope'"),
+        (["reproduce", "fig2", "--device", "cuda:7"], "not available"),
+        (["reproduce", "fig2", "--set", "iters"], "key=value"),
+    ],
+)
+def test_errors_are_one_line_exit_2_and_write_nothing(tmp_path, capsys, args, message):
+    out = tmp_path / "out"
+    assert main([*args, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("cnninv: error:") and message in err and "\n" not in err
+    assert not out.exists()

@@ -1,0 +1,102 @@
+import json
+import math
+
+import pytest
+import torch
+
+from cnninv.experiments import REGISTRY, get, make_config
+from cnninv.io import atomic_write, atomic_write_json
+from cnninv.report import build_report
+
+
+@pytest.fixture(scope="module")
+def fig2_small():
+    cfg = make_config("fig2", overrides={"samples": 300, "iters": 6, "batch": 128})
+    return cfg, get("fig2").run(cfg)
+
+
+def test_fig2_result_fields(fig2_small):
+    _, r = fig2_small
+    for key in ("rip_ratio", "gram_ratio", "recon_error"):
+        assert {"mean", "p01", "p50", "p99"} <= set(r[key])
+        assert r[key]["n"] == 300
+        assert r[key]["p01"] <= r[key]["p50"] <= r[key]["p99"]
+    assert len(r["iht_recon_error_by_iter"]) == 6
+    assert r["config"]["seed"] == 0 and r["config"]["samples"] == 300
+    assert r["config"]["ell"] == 5 and r["config"]["K"] == 96 and r["n"] == 28
+
+
+def test_fig2_iteration_one_is_the_one_layer_error(fig2_small):
+    """The first IHT iterate is x_hat = W^T M(Wx, k): its median must equal (c)'s."""
+    _, r = fig2_small
+    assert r["iht_recon_error_by_iter"][0] == pytest.approx(r["recon_error"]["p50"], rel=1e-5)
+
+
+def test_fig2_model_rip_holds_for_gaussian_filters(fig2_small):
+    _, r = fig2_small
+    assert abs(r["rip_ratio"]["p50"] - 1) < 0.05
+    assert abs(r["gram_ratio"]["p50"] - 1) < 0.1
+    # more iterations help (footnote 4)
+    by_iter = r["iht_recon_error_by_iter"]
+    assert by_iter[-1] < 0.2 * by_iter[0]
+
+
+def test_fig2_same_seed_same_numbers(fig2_small):
+    cfg, r = fig2_small
+    again = get("fig2").run(cfg)
+    assert again["samples"]["recon_error"].tolist() == r["samples"]["recon_error"].tolist()
+    other = get("fig2").run(make_config("fig2", seed=1, overrides={"samples": 300, "iters": 1}))
+    assert other["recon_error"]["p50"] != r["recon_error"]["p50"]
+
+
+def test_prop1_exact():
+    r = get("prop1").run(make_config("prop1", quick=True))
+    assert r["max_relative_error"] < 1e-13
+    assert r["control_relu_without_negative_pair"] > 0.3  # the pair is what makes it exact
+    assert r["control_crelu_gaussian_conv"] > 0.3  # ... and orthonormality
+
+
+def test_make_config_validation():
+    with pytest.raises(ValueError, match="unknown experiment 'nope'"):
+        make_config("nope")
+    with pytest.raises(ValueError, match="no parameter 'bogus'"):
+        make_config("fig2", overrides={"bogus": 1})
+    with pytest.raises(ValueError, match="k=97 exceeds"):
+        make_config("fig2", overrides={"k": "97"})
+    with pytest.raises(ValueError, match="samples must be a positive integer"):
+        make_config("fig2", overrides={"samples": 0})
+    with pytest.raises(ValueError, match="not a valid int"):
+        make_config("fig2", overrides={"samples": "many"})
+    cfg = make_config("fig2", quick=True, overrides={"iters": "7", "unit_norm_rows": "true"})
+    assert cfg.iters == 7 and cfg.unit_norm_rows is True and cfg.quick
+
+
+def test_every_experiment_has_a_quick_config_and_a_renderer():
+    from cnninv.report import SECTIONS
+
+    for name, exp in REGISTRY.items():
+        assert name in SECTIONS
+        make_config(name, quick=True)
+        assert exp.json_name.endswith(".json")
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "out.json"
+
+    def boom(p):
+        p.write_text("{half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(target, boom)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_json_of_tensors_and_nan(tmp_path):
+    path = atomic_write_json(tmp_path / "a.json", {"t": torch.tensor([1.0, 2.0]), "x": math.nan})
+    assert json.loads(path.read_text()) == {"t": [1.0, 2.0], "x": None}
+
+
+def test_report_needs_results(tmp_path):
+    with pytest.raises(ValueError, match="no experiment results"):
+        build_report(tmp_path)

@@ -1,0 +1,164 @@
+import math
+
+import pytest
+import torch
+
+from cnninv.operators import ConvOperator
+from cnninv.sparsity import num_blocks
+from cnninv.theory import (
+    coherence,
+    empirical_delta,
+    gram_ratios,
+    model_rip_ratios,
+    reconstruction_errors,
+    sample_model_sparse,
+    theorem31_condition,
+    theorem33_bound,
+)
+
+
+def test_theorem31_formula_and_inverse():
+    r = theorem31_condition(M=32, ell=5, D=32, K=96, k=10, delta=0.5, eps=0.01, C=0.01)
+    n = 28
+    expected = 0.01 / 0.25 * (10 * (math.log(96) + math.log(n)) - math.log(0.01))
+    assert r.ratio == 25.0 and r.required == pytest.approx(expected) and r.satisfied
+    # the smallest M satisfies it and M - 1 does not
+    for C in (0.1, 1.0):
+        r = theorem31_condition(M=1, ell=5, D=32, K=96, k=10, delta=0.5, eps=0.01, C=C)
+        ok = theorem31_condition(
+            M=r.min_channels, ell=5, D=32, K=96, k=10, delta=0.5, eps=0.01, C=C
+        )
+        assert ok.satisfied
+        if r.min_channels > 1:
+            bad = theorem31_condition(
+                M=r.min_channels - 1, ell=5, D=32, K=96, k=10, delta=0.5, eps=0.01, C=C
+            )
+            assert not bad.satisfied
+    with pytest.raises(ValueError, match="delta"):
+        theorem31_condition(M=1, ell=5, D=32, K=96, k=10, delta=1.5, eps=0.01, C=1)
+    with pytest.raises(ValueError, match="stride=2"):
+        theorem31_condition(M=1, ell=5, D=32, K=96, k=10, delta=0.5, eps=0.01, C=1, stride=2)
+
+
+def test_theorem33_bound():
+    assert theorem33_bound(0.0, 0.0) == 0.0
+    d = 0.1
+    assert theorem33_bound(d, d) == pytest.approx(5 * d / (1 - d) * math.sqrt(1.1 / 0.9))
+    with pytest.raises(ValueError, match="delta_k <= delta_2k"):
+        theorem33_bound(0.2, 0.1)
+    with pytest.raises(ValueError):
+        theorem33_bound(0.1, 1.0)
+
+
+@pytest.mark.parametrize(("shape", "pool"), [((6, 10), None), ((4, 7, 7), 2), ((3, 5), 2)])
+def test_sample_model_sparse_structure(shape, pool):
+    k = 3
+    z = sample_model_sparse(500, shape, k, pool, seed=0)
+    assert z.shape == (500, *shape)
+    assert ((z != 0).flatten(1).sum(1) == k).all()
+    assert z.abs().max() <= 1
+    # one non-zero per block: pooled counts of the support never exceed 1
+    nz = (z != 0).float()
+    if pool is None:
+        counts = nz.flatten(2).sum(2)
+    else:  # pad to whole regions with zeros, then sum each region
+        pads = []
+        for s in reversed(shape[1:]):
+            pads += [0, -s % pool]
+        p = torch.nn.functional.pad(nz, pads)
+        if len(shape) == 2:
+            counts = p.unfold(2, pool, pool).sum(-1)
+        else:
+            counts = p.unfold(2, pool, pool).unfold(3, pool, pool).sum((-1, -2))
+    assert counts.max() <= 1 + 1e-6
+    # every position is reachable: over many samples each entry is used
+    assert (nz.sum(0) > 0).all()
+    # values roughly uniform on [-1, 1]
+    vals = z[z != 0]
+    assert vals.mean().abs() < 0.05 and vals.std().item() == pytest.approx(
+        1 / math.sqrt(3), rel=0.05
+    )
+
+
+def test_sampling_is_seeded():
+    a = sample_model_sparse(4, (5, 9), 2, seed=11)
+    b = sample_model_sparse(4, (5, 9), 2, seed=11)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, sample_model_sparse(4, (5, 9), 2, seed=12))
+    with pytest.raises(ValueError, match="number of blocks \\(5\\)"):
+        sample_model_sparse(1, (5, 9), 6)
+
+
+def test_ratios_against_dense_matrix():
+    W = ConvOperator.gaussian(K=6, M=3, ell=3, input_size=10, seed=0, dtype=torch.float64)
+    A = W.dense()
+    z = sample_model_sparse(20, W.out_shape, 3, seed=1, dtype=torch.float64)
+    zf = z.flatten(1)
+    rip = (zf @ A).norm(dim=1) / zf.norm(dim=1)
+    torch.testing.assert_close(model_rip_ratios(W, z), rip)
+    omega = zf != 0
+    gram = ((zf @ A @ A.T) * omega).norm(dim=1) / zf.norm(dim=1)
+    torch.testing.assert_close(gram_ratios(W, z), gram)
+    full = (zf @ A @ A.T).norm(dim=1) / zf.norm(dim=1)
+    torch.testing.assert_close(gram_ratios(W, z, restrict=False), full)
+
+
+def test_orthonormal_W_has_zero_delta_and_exact_reconstruction():
+    W = ConvOperator.orthonormal(M=2, ell=3, input_size=9, seed=0)
+    z = sample_model_sparse(50, W.out_shape, 4, seed=0, dtype=torch.float64)
+    assert empirical_delta(model_rip_ratios(W, z)) < 1e-12
+    # the code is model-sparse in W's own basis, so M(Wx, k) finds it exactly
+    errs = reconstruction_errors(W, W.T(z), 4)
+    assert errs.max() < 1e-12
+
+
+def test_reconstruction_error_definition_and_naive_switches():
+    W = ConvOperator.gaussian(K=96, M=32, ell=5, input_size=32, seed=0)
+    z = sample_model_sparse(200, W.out_shape, 10, seed=1)
+    x = W.T(z)
+    known = reconstruction_errors(W, x, 10)
+    naive = reconstruction_errors(W, x, 10, switches="naive")
+    assert 0 < known.median() < 0.6
+    assert naive.median() > known.median()  # dropping the switches loses the positions
+
+
+def test_empirical_delta():
+    assert empirical_delta(torch.tensor([0.9, 1.0, 1.1])) == pytest.approx(0.21)
+    assert empirical_delta(torch.tensor([0.9, 1.05]), squared=False) == pytest.approx(0.1)
+    with pytest.raises(ValueError):
+        empirical_delta(torch.tensor([]))
+
+
+def test_coherence_no_shift_matches_gram():
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(7, 3, 3, 3, generator=g, dtype=torch.float64)
+    f = w.flatten(1)
+    f = f / f.norm(dim=1, keepdim=True)
+    G = (f @ f.T).abs()
+    G.fill_diagonal_(0)
+    assert coherence(w) == pytest.approx(float(G.max()))
+    # identical filters up to sign: coherence 1
+    w2 = torch.stack([w[0], -w[0]])
+    assert coherence(w2) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(("ndim", "stride"), [(1, 1), (1, 2), (2, 1)])
+def test_coherence_with_shifts_is_coherence_of_W_rows(ndim, stride):
+    ell = (3,) if ndim == 1 else (3, 3)
+    size = (13,) if ndim == 1 else (9, 9)
+    W = ConvOperator.gaussian(
+        K=4, M=2, ell=ell, input_size=size, stride=stride, seed=3, dtype=torch.float64
+    ).normalized()
+    A = W.dense()
+    A = A / A.norm(dim=1, keepdim=True)
+    G = (A @ A.T).abs()
+    G.fill_diagonal_(0)
+    assert coherence(W.weight, shifts=True, stride=stride) == pytest.approx(float(G.max()))
+    assert coherence(W.weight, shifts=True) >= coherence(W.weight) - 1e-12
+
+
+def test_random_coherence_decreases_with_dimension():
+    small = ConvOperator.gaussian(K=64, M=3, ell=(3, 3), input_size=(8, 8), seed=0).weight
+    big = ConvOperator.gaussian(K=64, M=256, ell=(3, 3), input_size=(8, 8), seed=0).weight
+    assert coherence(big) < coherence(small)
+    assert num_blocks((64, 8, 8), 2) == 64 * 16
