@@ -59,3 +59,49 @@ def test_errors_are_one_line_exit_2_and_write_nothing(tmp_path, capsys, args, me
     err = capsys.readouterr().err.strip()
     assert err.startswith("cnninv: error:") and message in err and "\n" not in err
     assert not out.exists()
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    import torch
+    from PIL import Image
+
+    d = tmp_path_factory.mktemp("photos")
+    g = torch.Generator().manual_seed(0)
+    for i in range(2):
+        arr = (torch.rand(60, 60, 3, generator=g) * 255).to(torch.uint8).numpy()
+        Image.fromarray(arr).save(d / f"p{i}.png")
+    (d / "broken.jpg").write_bytes(b"not an image")
+    return d
+
+
+def test_analyze_user_weights_file(tmp_path, photos, capsys, recwarn):
+    """A user's own AlexNet file (here random weights saved as a state dict)."""
+    import torch
+
+    from cnninv.networks import load_network
+
+    path = tmp_path / "alexnet.pth"
+    torch.save(load_network("alexnet", "random", seed=3).model.state_dict(), path)
+    out = tmp_path / "out"
+    rc = main(
+        ["analyze", "--model", str(path), "--images", str(photos), "--out", str(out), "--quick"]
+    )
+    assert rc == 0, capsys.readouterr().err
+    for name in ("table7", "table6", "fig3", "table4_activations"):
+        assert json.loads((out / f"{name}.json").read_text())["weights"] == "file"
+    t7 = json.loads((out / "table7.json").read_text())
+    assert t7["comparable_to_paper"] and t7["images"] == ["p0", "p1"]  # broken.jpg skipped
+    assert any("broken.jpg" in str(w.message) for w in recwarn)  # skipped with a warning
+    assert (out / "report.html").is_file()
+
+
+def test_analyze_errors(tmp_path, capsys):
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"\x00garbage")
+    out = tmp_path / "out"
+    assert main(["analyze", "--model", str(bad), "--out", str(out)]) == 2
+    assert "bad.pth" in capsys.readouterr().err
+    assert main(["analyze", "--model", "alexnet", "--out", str(out)]) == 2
+    assert "weights" in capsys.readouterr().err
+    assert not out.exists()

@@ -47,6 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="set any configuration parameter, e.g. --set iters=50 (repeatable)",
     )
+    ana = sub.add_parser(
+        "analyze", help="every network analysis (Tables 2/3 or 6/7, Figure 3, Table 4) of a CNN"
+    )
+    ana.add_argument("--model", default="vgg16", help="vgg16, alexnet, or a weights file")
+    ana.add_argument("--weights", help="imagenet (default for vgg16), random, or a weights file")
+    ana.add_argument("--images", help="folder of photos (default: the 20 ImageNet photos)")
+    _common(ana)
     report = sub.add_parser("report", help="rebuild DIR/report.html from the results in DIR")
     report.add_argument("dir")
     return parser
@@ -74,6 +81,22 @@ def _run(args: argparse.Namespace) -> None:
             seed=args.seed,
             device=args.device,
             overrides=overrides,
+            progress=not args.no_progress and sys.stderr.isatty(),
+            log=lambda msg: print(msg, file=sys.stderr),
+        )
+    elif args.command == "analyze":
+        from cnninv._checks import resolve_device
+        from cnninv.reproduce import analyze
+
+        resolve_device(args.device)
+        analyze(
+            args.model,
+            args.out,
+            weights=args.weights,
+            images=args.images,
+            quick=args.quick,
+            seed=args.seed,
+            device=args.device,
             progress=not args.no_progress and sys.stderr.isatty(),
             log=lambda msg: print(msg, file=sys.stderr),
         )

@@ -7,7 +7,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from cnninv.experiments import fig2, prop1
+from cnninv.experiments import coherence, fig2, fig3, prop1, sparsity
+from cnninv.experiments import table4_activations as table4a
 
 __all__ = ["REGISTRY", "Experiment", "get", "make_config"]
 
@@ -44,6 +45,46 @@ REGISTRY: dict[str, Experiment] = {
             prop1.Config,
             prop1.run,
             quick={"samples": 64},
+        ),
+        Experiment(
+            "table2",
+            "Table 2: % of non-zero activations per layer of VGG16 on real photos (§4.4)",
+            sparsity.Config,
+            sparsity.run,
+            quick={"max_images": 6},
+        ),
+        Experiment(
+            "table3",
+            "Table 3: coherence of VGG16's learned filters vs Gaussian filters (§4.4)",
+            coherence.Config,
+            coherence.run,
+        ),
+        Experiment(
+            "fig3",
+            "Figure 3: 2-d model-RIP of VGG16 conv5_2, synthetic and Algorithm 2 codes (§4.4)",
+            fig3.Config,
+            fig3.run,
+            quick={"samples": 100, "max_images": 2, "max_iter": 20},
+        ),
+        Experiment(
+            "table4-activations",
+            "Table 4 (activation space): IHT reconstruction of pool1-pool4 activations (§4.5)",
+            table4a.Config,
+            table4a.run,
+            quick={"max_images": 2, "iters": "1,5"},
+        ),
+        Experiment(
+            "table6",
+            "Table 6: coherence of AlexNet filters (random unless a weights file is given)",
+            coherence.AlexNetConfig,
+            coherence.run,
+        ),
+        Experiment(
+            "table7",
+            "Table 7: % of non-zeros per layer of AlexNet (random unless a weights file is given)",
+            sparsity.AlexNetConfig,
+            sparsity.run,
+            quick={"max_images": 6},
         ),
     )
 }

@@ -114,3 +114,142 @@ def prop1_png(result: dict) -> bytes:
     ax.legend(fontsize=8)
     ax.tick_params(axis="x", labelsize=8)
     return png_bytes(fig)
+
+
+def _grouped_bars(ax, labels, series, ylabel):
+    import numpy as np
+
+    xs = np.arange(len(labels))
+    width = 0.8 / len(series)
+    for i, (name, values, style) in enumerate(series):
+        vals = [np.nan if v is None else v for v in values]
+        ax.bar(xs + (i - (len(series) - 1) / 2) * width, vals, width, label=name, **style)
+    ax.set_xticks(xs)
+    ax.set_xticklabels(labels, rotation=60, fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8)
+
+
+def sparsity_png(result: dict) -> bytes:
+    layers = list(result["layers"])
+    rows = result["layers"]
+    fig, ax = plt.subplots(figsize=(11, 3.6))
+    series = [
+        (
+            f"ours ({result['weights']})",
+            [rows[n]["nonzero_percent"] for n in layers],
+            {"color": "#4c72b0"},
+        ),
+        ("paper (learned, ILSVRC val)", [rows[n]["paper"] for n in layers], {"color": "#dd8452"}),
+    ]
+    if any(rows[n]["random_nonzero_percent"] is not None for n in layers):
+        series.append(
+            (
+                "Gaussian random filters",
+                [rows[n]["random_nonzero_percent"] for n in layers],
+                {"color": "#8c8c8c"},
+            )
+        )
+    _grouped_bars(ax, layers, series, "% non-zero")
+    ax.set_title(
+        f"{result['model']}: activation density per layer ({len(result['images'])} photos)"
+    )
+    return png_bytes(fig)
+
+
+def coherence_png(result: dict) -> bytes:
+    layers = list(result["layers"])
+    rows = result["layers"]
+    fig, ax = plt.subplots(figsize=(10, 3.6))
+    x = range(len(layers))
+
+    def line(key, label, style):
+        vals = [rows[n][key] for n in layers]
+        if any(v is not None for v in vals):
+            ax.plot(x, [float("nan") if v is None else v for v in vals], style, label=label)
+
+    line("learned_noshift", "learned (ours, no shift)", "o-")
+    line("learned_shift", "learned (ours, all shifts)", "o--")
+    line("paper_learned", "learned (paper)", "s:")
+    line("random_noshift", "random (ours)", "^-")
+    line("paper_random", "random (paper)", "v:")
+    ax.set_xticks(list(x))
+    ax.set_xticklabels(layers, rotation=60, fontsize=8)
+    ax.set_ylabel("coherence")
+    ax.set_ylim(0, 1.05)
+    ax.legend(fontsize=7)
+    ax.set_title(f"{result['model']}: filter coherence per conv layer")
+    return png_bytes(fig)
+
+
+def fig3_png(result: dict) -> bytes:
+    h = result["histograms"]
+    fig, axes = plt.subplots(2, 3, figsize=(14, 6.5))
+    titles = {
+        "synthetic": "(a) synthetic model-sparse z",
+        "before_relu": f"(b) Algorithm 2 z, {result['input_layer']} before ReLU",
+        "after_relu": f"(c) Algorithm 2 z, {result['input_layer']} after ReLU",
+    }
+    for row, filters in enumerate(("learned", "random")):
+        for col, (key, title) in enumerate(titles.items()):
+            d = h[f"{key}_{filters}"]
+            ax = axes[row, col]
+            if len(d["samples"]) >= 30:
+                ax.hist(d["samples"], bins=40, color="#4c72b0")
+            else:  # too few for a histogram: show every value
+                ax.plot(d["samples"], [0] * len(d["samples"]), "|", ms=40, color="#4c72b0")
+                ax.set_yticks([])
+            ax.axvline(1.0, color="k", lw=1)
+            ax.set_title(
+                f"{title}\n{filters} filters: median {d['p50']:.3f}, n={d['n']}", fontsize=9
+            )
+            ax.set_xlabel(r"$\|W^Tz\|/\|z\|$")
+    fig.suptitle(
+        f"{result['model']} {result['layer']} (normalised filters), "
+        f"{result['map_size'][0]}x{result['map_size'][1]} maps, k={result['k']}",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    return png_bytes(fig)
+
+
+def table4_activations_png(result: dict) -> bytes:
+    layers = list(result["layers"])
+    rows = result["layers"]
+    fig, axes = plt.subplots(1, 2, figsize=(14, 3.8))
+    series = [
+        ("learned (ours)", [rows[n]["learned"] for n in layers], {"color": "#4c72b0"}),
+        (
+            "learned (paper)",
+            [rows[n]["paper_learned"] for n in layers],
+            {"color": "#4c72b0", "alpha": 0.45},
+        ),
+        ("random filters (ours)", [rows[n]["random"] for n in layers], {"color": "#55a868"}),
+        (
+            "random filters (paper)",
+            [rows[n]["paper_random"] for n in layers],
+            {"color": "#55a868", "alpha": 0.45},
+        ),
+        (
+            "random activations (ours)",
+            [rows[n]["random_activations"] for n in layers],
+            {"color": "#8c8c8c"},
+        ),
+    ]
+    _grouped_bars(axes[0], layers, series, r"$\|f-\hat f\|/\|f\|$")
+    axes[0].set_title("one IHT iteration (the paper's reconstruction)")
+    for n in layers:
+        its = sorted(int(i) for i in rows[n]["learned_by_iters"])
+        axes[1].plot(
+            its, [rows[n]["learned_by_iters"][str(i)] for i in its], "o-", label=f"{n} learned"
+        )
+        axes[1].plot(
+            its, [rows[n]["random_by_iters"][str(i)] for i in its], "x--", label=f"{n} random"
+        )
+    axes[1].set_xscale("log")
+    axes[1].set_xlabel("IHT iterations")
+    axes[1].set_ylabel(r"$\|f-\hat f\|/\|f\|$")
+    axes[1].set_title("beyond the paper: more iterations")
+    axes[1].legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return png_bytes(fig)

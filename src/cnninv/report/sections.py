@@ -145,7 +145,200 @@ def prop1_section(r: dict) -> Section:
     )
 
 
+def _diff_note(ours: float | None, theirs: float | None, tol: float) -> str:
+    if ours is None or theirs is None:
+        return ""
+    return "differs" if abs(ours - theirs) > tol else "agrees"
+
+
+def sparsity_section(r: dict) -> Section:
+    rows = []
+    for name, v in r["layers"].items():
+        rows.append(
+            [
+                name,
+                fmt(v["nonzero_percent"], 1),
+                fmt(v["paper"], 1),
+                fmt(v["random_nonzero_percent"], 1),
+                _diff_note(v["nonzero_percent"], v["paper"], 5.0),
+            ]
+        )
+    notes = [r["paper_note"] + ".", f"Weights: {r['weights_source']}"]
+    if r["comparable_to_paper"]:
+        off = [
+            n
+            for n, v in r["layers"].items()
+            if v["paper"] is not None and abs(v["nonzero_percent"] - v["paper"]) > 5
+        ]
+        notes.append(
+            "Every layer is within 5 points of the paper."
+            if not off
+            else f"Layers more than 5 points from the paper: {', '.join(off)}."
+        )
+    table = Table(
+        ["layer", "ours: % non-zero", "paper", "Gaussian filters", "vs paper (±5)"],
+        rows,
+        f"{r['model']}: activation density, mean over {len(r['images'])} photos",
+    )
+    return Section(
+        r["experiment"], {f"{r['experiment']}.png": figures.sparsity_png(r)}, [table], notes
+    )
+
+
+def coherence_section(r: dict) -> Section:
+    rows = []
+    for name, v in r["layers"].items():
+        rows.append(
+            [
+                name,
+                "x".join(map(str, v["filter_shape"])),
+                fmt(v["learned_noshift"]),
+                fmt(v["learned_shift"]),
+                fmt(v["paper_learned"]),
+                fmt(v["random_noshift"]),
+                fmt(v["random_shift"]),
+                fmt(v["paper_random"]),
+            ]
+        )
+    notes = [f"Definition: {r['definition']}.", f"Weights: {r['weights_source']}"]
+    if r["learned_available"]:
+        off = [
+            n
+            for n, v in r["layers"].items()
+            if v["paper_learned"] is not None
+            and abs(v["learned_noshift"] - v["paper_learned"]) > 0.02
+        ]
+        if off:
+            notes.append(
+                "Our learned coherence differs from the paper's (by more than 0.02) at "
+                f"{', '.join(off)}; we do not change the definition to match. The paper does "
+                "not say how it normalised or whether it used shifts."
+            )
+    else:
+        notes.append(
+            "No learned weights for this network are available offline: only the "
+            "random columns are computed (pass --set weights=PATH for learned ones)."
+        )
+    table = Table(
+        [
+            "layer",
+            "filters",
+            "learned",
+            "learned (shifts)",
+            "paper learned",
+            "random",
+            "random (shifts)",
+            "paper random",
+        ],
+        rows,
+        f"{r['model']}: mutual coherence of each conv layer",
+    )
+    return Section(
+        r["experiment"], {f"{r['experiment']}.png": figures.coherence_png(r)}, [table], notes
+    )
+
+
+def fig3_section(r: dict) -> Section:
+    rows = []
+    for key, d in r["histograms"].items():
+        rows.append(
+            [
+                key.replace("_", " "),
+                fmt(d["p50"]),
+                fmt(d["p01"]),
+                fmt(d["p99"]),
+                fmt(d["empirical_delta"]),
+                str(d["n"]),
+                fmt(d["fit_error"]["p50"]) if "fit_error" in d else "—",
+            ]
+        )
+    notes = [
+        r["map_size_note"] + f"; k = {r['k']} blocks ({fmt(100 * r['k_fraction'], 1)}% of the "
+        f"2x2 blocks, the measured density of {r['input_layer']} after ReLU).",
+        "Paper (§4.4): (a) "
+        + r["paper"]["synthetic"]
+        + "; (b), (c) "
+        + r["paper"]["recovered"]
+        + ".",
+        "Zero padding truncates the unit-norm filters at the map border, so even random "
+        "filters give ratios a little below 1 at this size.",
+    ]
+    for key in ("before_relu_learned", "after_relu_learned"):
+        off = abs(r["histograms"][key]["p50"] - 1)
+        if off > r["paper"]["max_centre_offset"]:
+            notes.append(
+                f"{key.replace('_', ' ')}: our median is {fmt(1 + off if r['histograms'][key]['p50'] > 1 else 1 - off)}, "
+                f"off 1 by {fmt(off)} > the paper's 0.05: it differs (the fit "
+                f"‖x − Wᵀz‖/‖x‖ is {fmt(r['histograms'][key]['fit_error']['p50'])})."
+            )
+    table = Table(
+        [
+            "histogram",
+            "median",
+            "p01",
+            "p99",
+            "empirical δ (lower bound)",
+            "n",
+            "fit ‖x − Wᵀz‖/‖x‖",
+        ],
+        rows,
+        f"{r['model']} {r['layer']}: ‖Wᵀz‖/‖z‖",
+    )
+    return Section("fig3", {"fig3.png": figures.fig3_png(r)}, [table], notes)
+
+
+def table4_activations_section(r: dict) -> Section:
+    rows = []
+    iters = [str(i) for i in r["iters"][1:]]
+    for name, v in r["layers"].items():
+        rows.append(
+            [
+                f"{name} → {v['next_conv']}",
+                fmt(v["learned"]),
+                fmt(v["paper_learned"]),
+                fmt(v["random"]),
+                fmt(v["paper_random"]),
+                fmt(v["random_activations"]),
+                fmt(v["paper_random_activations"]),
+                *(
+                    f"{fmt(v['learned_by_iters'][i])} / {fmt(v['random_by_iters'][i])}"
+                    for i in iters
+                ),
+            ]
+        )
+    headers = [
+        "layer",
+        "learned",
+        "paper",
+        "random filters",
+        "paper",
+        "random activations",
+        "paper",
+        *(f"{i} iterations (learned / random)" for i in iters),
+    ]
+    notes = [f"Method: {r['method']}. {len(r['images'])} photos."]
+    off = [
+        n
+        for n, v in r["layers"].items()
+        if v["paper_learned"] is not None and abs(v["learned"] - v["paper_learned"]) > 0.05
+    ]
+    if off:
+        notes.append(f"Learned-filter errors more than 0.05 from the paper's at {', '.join(off)}.")
+    return Section(
+        "table4-activations",
+        {"table4_activations.png": figures.table4_activations_png(r)},
+        [Table(headers, rows, "Table 4, activation space: relative error ‖f − f̂‖/‖f‖")],
+        notes,
+    )
+
+
 SECTIONS: dict[str, Callable[[dict], Section]] = {
     "fig2": fig2_section,
     "prop1": prop1_section,
+    "table2": sparsity_section,
+    "table7": sparsity_section,
+    "table3": coherence_section,
+    "table6": coherence_section,
+    "fig3": fig3_section,
+    "table4-activations": table4_activations_section,
 }

@@ -1,0 +1,154 @@
+"""Real photos for the experiments, preprocessed for a network and back.
+
+The default set is the 20 ImageNet validation photos shipped inside the ``foolbox``
+package (``foolbox/data/imagenet_NN_LABEL.jpg``, ``LABEL`` the ImageNet class index),
+found on disk without importing foolbox.
+
+Preprocessing (:func:`load_images`): each image is converted to RGB and resized
+directly to ``size × size`` (bilinear, with PIL's antialiasing), the aspect ratio not
+kept. This is the "resized to 224×224" with which the sparsity of Table 2 was checked;
+the usual "shorter side to 256, centre crop 224" would cut off part of each photo. Then
+the network's :class:`~cnninv.networks.InputConvention` applies (channel order, scale,
+mean, std). :func:`to_display` undoes the convention.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cnninv._checks import check_positive_int
+from cnninv.networks.weights import InputConvention
+
+__all__ = ["IMAGE_SUFFIXES", "default_images", "imagenet_label", "load_images", "to_display"]
+
+#: Suffixes of the files that :func:`load_images` reads from a folder.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
+
+_FOOLBOX_IMAGENET = re.compile(r"^imagenet_(\d+)_(\d+)\.jpg$")
+
+
+def default_images() -> list[Path]:
+    """The 20 ImageNet photos of ``foolbox/data``, sorted by their index.
+
+    Raises
+    ------
+    ValueError
+        If foolbox is not installed or holds no such photo.
+    """
+    hint = "install them with `pip install --no-deps foolbox==3.3.4`"
+    spec = importlib.util.find_spec("foolbox")
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError(f"the default images need the foolbox package: {hint}")
+    folder = Path(next(iter(spec.submodule_search_locations))) / "data"
+    paths = [p for p in folder.glob("imagenet_*.jpg") if _FOOLBOX_IMAGENET.match(p.name)]
+    if not paths:
+        raise ValueError(f"no imagenet_NN_LABEL.jpg photos in {folder}: {hint}")
+    return sorted(paths, key=lambda p: int(_FOOLBOX_IMAGENET.match(p.name).group(1)))
+
+
+def imagenet_label(path: str | Path) -> int | None:
+    """The ImageNet class index in a foolbox file name ``imagenet_NN_LABEL.jpg``, else None."""
+    m = _FOOLBOX_IMAGENET.match(Path(path).name)
+    return int(m.group(2)) if m else None
+
+
+def _list_paths(paths_or_folder: str | Path | Sequence[str | Path]) -> list[Path]:
+    if isinstance(paths_or_folder, str | Path):
+        folder = Path(paths_or_folder)
+        if not folder.exists():
+            raise ValueError(f"paths_or_folder {str(folder)!r} does not exist")
+        if folder.is_file():
+            return [folder]
+        return sorted(
+            p
+            for p in folder.iterdir()
+            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+        )
+    paths = [Path(p) for p in paths_or_folder]
+    return paths
+
+
+def _read_rgb(path: Path, size: int) -> torch.Tensor:
+    from PIL import Image
+
+    with Image.open(path) as img:
+        img = img.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
+        arr = np.asarray(img, dtype=np.float32) / 255.0
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1)
+
+
+def load_images(
+    paths_or_folder: str | Path | Sequence[str | Path],
+    convention: InputConvention,
+    size: int | None = None,
+) -> tuple[torch.Tensor, list[str]]:
+    """Read photos into a batch preprocessed for a network.
+
+    Parameters
+    ----------
+    paths_or_folder : folder, file, or list of files
+        A folder is read in name order, files with an :data:`IMAGE_SUFFIXES` suffix.
+    convention : InputConvention
+        The network's (``LoadedNetwork.convention``).
+    size : int, optional
+        Side of the square images; ``convention.image_size`` (224) by default.
+
+    Returns
+    -------
+    x : Tensor of shape ``(N, 3, size, size)``
+    names : list of str
+        The file names (without suffix) of the images read, in the batch's order.
+
+    Raises
+    ------
+    ValueError
+        If the folder does not exist, or no image could be read. Unreadable files are
+        skipped with a ``UserWarning`` that names them.
+    """
+    if not isinstance(convention, InputConvention):
+        raise ValueError(f"convention must be an InputConvention, got {type(convention).__name__}")
+    size = convention.image_size if size is None else check_positive_int(size, "size")
+    paths = _list_paths(paths_or_folder)
+    images, names, skipped = [], [], []
+    for p in paths:
+        try:
+            images.append(_read_rgb(p, size))
+        except Exception as exc:  # PIL raises several types for unreadable files
+            skipped.append(f"{p} ({type(exc).__name__})")
+            continue
+        names.append(p.stem)
+    if skipped:
+        warnings.warn(
+            f"skipped {len(skipped)} unreadable image file(s): {', '.join(skipped)}",
+            UserWarning,
+            stacklevel=2,
+        )
+    if not images:
+        raise ValueError(f"no readable image in paths_or_folder {paths_or_folder!r}")
+    return convention.normalize(torch.stack(images)), names
+
+
+def to_display(x: torch.Tensor, convention: InputConvention) -> torch.Tensor:
+    """RGB images in [0, 1], channels last, from network inputs (the inverse of the
+    preprocessing of :func:`load_images`, clipped), e.g. for ``plt.imshow``.
+
+    Parameters
+    ----------
+    x : Tensor of shape ``(3, H, W)`` or ``(..., 3, H, W)``
+    convention : InputConvention
+
+    Returns
+    -------
+    Tensor of shape ``(H, W, 3)`` or ``(..., H, W, 3)``, on the CPU, float32.
+    """
+    if not isinstance(convention, InputConvention):
+        raise ValueError(f"convention must be an InputConvention, got {type(convention).__name__}")
+    rgb = convention.denormalize(x.detach().float().cpu())
+    return rgb.clamp(0.0, 1.0).movedim(-3, -1).contiguous()
