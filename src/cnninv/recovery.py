@@ -47,7 +47,7 @@ import torch
 
 from cnninv._checks import check_finite, check_positive_int
 from cnninv.operators import ConvOperator
-from cnninv.sparsity import Pool, model_sparse, num_blocks
+from cnninv.sparsity import Pool, _model_sparse, model_sparse, num_blocks
 
 __all__ = [
     "Algorithm2Result",
@@ -209,13 +209,14 @@ def iht(
     if z is None:
         z = torch.zeros((xb.shape[0], *W.out_shape), dtype=xb.dtype, device=xb.device)
     x_norm = _norm(xb)
-    d = xb - W.rmatvec(z)
+    x_hat = W.rmatvec(z) if z0 is not None else torch.zeros_like(xb)
+    d = xb - x_hat
     if zt is not None:
         zt_norm, zt_supp = _norm(zt), zt != 0
         zt_count = zt_supp.flatten(1).sum(1).to(xb.dtype)
 
     history: list[IHTStat] = []
-    stop_reason, switches, x_hat = "max_iter", None, W.rmatvec(z)
+    stop_reason, switches = "max_iter", None
     for it in range(1, max_iter + 1):
         g = W.matvec(d)
         if step == "normalized":
@@ -223,12 +224,12 @@ def iht(
             first = ~mask.flatten(1).any(1)
             if bool(first.any()):  # empty support: use the support of M(g, k)
                 mask = torch.where(
-                    _bcast(first, z), model_sparse(g, k, pool, variant=variant).code != 0, mask
+                    _bcast(first, z), _model_sparse(g, k, pool, variant).code != 0, mask
                 )
             mu = _normalized_step(W, g, mask)
         else:
             mu = torch.full((xb.shape[0],), float(step), dtype=xb.dtype, device=xb.device)
-        proj = model_sparse(z + _bcast(mu, g) * g, k, pool, variant=variant)
+        proj = _model_sparse(z + _bcast(mu, g) * g, k, pool, variant)
         if step == "normalized":
             # safeguard: when the support changes, mu must not exceed
             # omega = 0.99 ||dz||^2 / ||W^T dz||^2; else halve it and project again
@@ -240,7 +241,7 @@ def iht(
                 if not bool(bad.any()):
                     break
                 mu = torch.where(bad, mu / 2.0, mu)
-                proj = model_sparse(z + _bcast(mu, g) * g, k, pool, variant=variant)
+                proj = _model_sparse(z + _bcast(mu, g) * g, k, pool, variant)
         z_new, switches = proj.code, proj.switches
         x_hat = W.rmatvec(z_new)
         d = xb - x_hat

@@ -149,7 +149,13 @@ def unpool(
     plane = math.prod(output_size)
     if switches.numel() and (int(switches.min()) < 0 or int(switches.max()) >= plane):
         raise ValueError(f"switches must index a map of size {output_size}")
-    out = values.new_zeros((*values.shape[:2], plane))
+    return _unpool(values, switches, output_size)
+
+
+def _unpool(
+    values: torch.Tensor, switches: torch.Tensor, output_size: tuple[int, ...]
+) -> torch.Tensor:
+    out = values.new_zeros((*values.shape[:2], math.prod(output_size)))
     out.scatter_(2, switches.flatten(2), values.flatten(2))
     return out.view(*values.shape[:2], *output_size)
 
@@ -209,16 +215,21 @@ def model_sparse(
     ValueError
         Wrong shape, ``k`` out of range, unknown variant, NaN or inf in ``h``.
     """
-    spatial = _spatial(h)
+    _spatial(h)
     check_finite(h, "h")
     _check_k(k, num_blocks(h.shape[1:], pool))
+    return _model_sparse(h, k, pool, variant)
+
+
+def _model_sparse(h: torch.Tensor, k: int | None, pool: Pool, variant: str) -> ModelSparse:
+    """:func:`model_sparse` without the input checks (for inner loops)."""
     values, switches = max_pool_switches(h, pool, variant)
     if k is not None and k < values[0].numel():
         flat = values.flatten(1)
         keep = flat.abs().topk(k, dim=1).indices
         mask = torch.zeros_like(flat, dtype=torch.bool).scatter_(1, keep, True)
         values = (flat * mask).view_as(values)
-    return ModelSparse(unpool(values, switches, spatial), values, switches)
+    return ModelSparse(_unpool(values, switches, tuple(h.shape[2:])), values, switches)
 
 
 def support(z: torch.Tensor) -> torch.Tensor:
