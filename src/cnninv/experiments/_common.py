@@ -12,7 +12,7 @@ import torch
 
 from cnninv._checks import resolve_device
 
-__all__ = ["check_config", "environment", "progress_bar", "summary", "torch_dtype"]
+__all__ = ["batch_sizes", "check_config", "environment", "progress_bar", "summary", "torch_dtype"]
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -73,3 +73,11 @@ def environment(config: Any, started: float) -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "elapsed_s": round(time.perf_counter() - started, 3),
     }
+
+
+def batch_sizes(total: int, batch: int) -> list[int]:
+    """Split ``total`` samples into batches of ``batch`` (the last one smaller)."""
+    sizes = [batch] * (total // batch)
+    if total % batch:
+        sizes.append(total % batch)
+    return sizes

@@ -10,7 +10,7 @@ from cnninv._checks import resolve_device
 from cnninv.data import default_images, load_images
 from cnninv.networks import LoadedNetwork, load_network
 
-__all__ = ["NetworkInputs", "load_inputs", "weights_arg"]
+__all__ = ["NetworkInputs", "load_inputs", "load_inputs_for", "weights_arg"]
 
 
 @dataclass
@@ -46,3 +46,17 @@ def load_inputs(
     if max_images:
         x, names = x[:max_images], names[:max_images]
     return NetworkInputs(net, x.to(dev), names)
+
+
+def load_inputs_for(config) -> NetworkInputs:
+    """:func:`load_inputs` from an experiment config's ``model``, ``weights``, ``images``,
+    ``max_images``, ``seed``, ``device`` (and ``image_size`` when it has one)."""
+    return load_inputs(
+        config.model,
+        config.weights,
+        config.images,
+        config.max_images,
+        seed=config.seed,
+        device=config.device,
+        image_size=getattr(config, "image_size", None),
+    )

@@ -22,6 +22,7 @@ import torch
 
 from cnninv._checks import make_generator, resolve_device
 from cnninv.experiments._common import (
+    batch_sizes,
     check_config,
     environment,
     progress_bar,
@@ -105,9 +106,7 @@ def run(config: Config, progress: bool = False) -> dict:
     keys = ("rip", "rip2k", "gram", "gram_full", "recon", "recon_naive")
     parts: dict[str, list[torch.Tensor]] = {key: [] for key in keys}
     curves: dict[str, list[torch.Tensor]] = {"step1": [], "normalized": [], "support": []}
-    sizes = [config.batch] * (config.samples // config.batch)
-    if config.samples % config.batch:
-        sizes.append(config.samples % config.batch)
+    sizes = batch_sizes(config.samples, config.batch)
     for b in progress_bar(sizes, enabled=progress, desc="fig2"):
         sample = dict(generator=gen, dtype=dtype, device=device)
         z = sample_model_sparse(b, W.out_shape, config.k, **sample)

@@ -17,8 +17,8 @@ import torch
 from cnninv._checks import make_generator
 from cnninv.analysis import k_for_fraction
 from cnninv.experiments import paper
-from cnninv.experiments._common import check_config, environment, progress_bar, summary
-from cnninv.experiments._networks import load_inputs
+from cnninv.experiments._common import batch_sizes, check_config, environment, progress_bar, summary
+from cnninv.experiments._networks import load_inputs_for
 from cnninv.networks import capture, conv_operator, qualified_name
 from cnninv.operators import ConvOperator
 from cnninv.recovery import algorithm2, lam_max
@@ -79,14 +79,7 @@ def _algorithm2_ratios(
 
 def run(config: Config, progress: bool = False) -> dict:
     started = time.perf_counter()
-    inputs = load_inputs(
-        config.model,
-        config.weights,
-        config.images,
-        config.max_images,
-        seed=config.seed,
-        device=config.device,
-    )
+    inputs = load_inputs_for(config)
     net, dev = inputs.net, inputs.images.device
     default = _DEFAULT_LAYERS.get(net.name, ("", ""))
     layer = config.layer or default[0]
@@ -112,9 +105,7 @@ def run(config: Config, progress: bool = False) -> dict:
     k = k_for_fraction(fraction, W.out_shape, config.pool)
 
     synth = {"learned": [], "random": []}
-    sizes = [config.batch] * (config.samples // config.batch)
-    if config.samples % config.batch:
-        sizes.append(config.samples % config.batch)
+    sizes = batch_sizes(config.samples, config.batch)
     for b in progress_bar(sizes, enabled=progress, desc="fig3 synthetic"):
         z = sample_model_sparse(b, W.out_shape, k, config.pool, generator=gen, device=dev)
         synth["learned"].append(model_rip_ratios(W, z))

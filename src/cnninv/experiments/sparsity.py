@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from cnninv.analysis import activation_sparsity
 from cnninv.experiments import paper
 from cnninv.experiments._common import check_config, environment
-from cnninv.experiments._networks import load_inputs
+from cnninv.experiments._networks import load_inputs_for
 from cnninv.networks import load_network, qualified_name, sparsity_layers
 
 __all__ = ["AlexNetConfig", "Config", "run"]
@@ -45,15 +45,7 @@ class AlexNetConfig(Config):
 
 def run(config: Config, progress: bool = False) -> dict:
     started = time.perf_counter()
-    inputs = load_inputs(
-        config.model,
-        config.weights,
-        config.images,
-        config.max_images,
-        seed=config.seed,
-        device=config.device,
-        image_size=config.image_size,
-    )
+    inputs = load_inputs_for(config)
     net = inputs.net
     pairs = sparsity_layers(net.model)
     layers = [(label, qualified_name(net.model, layer)) for label, layer in pairs]

@@ -174,14 +174,14 @@ class Config:
     depths: tuple[int, ...] = (1, 2, 3)
     variants: tuple[str, ...] = VARIANTS
     epochs: int | None = None
-    batch_size: int = 128
-    lr: float = 1e-3
+    batch_size: int = 64
+    lr: float = 1e-2
     dropout: float = 0.3
     train_subset: int | str | None = None
     val_size: int = 5000
     scheduler: str | None = None
     n_workers: int = 1
-    threads: int | None = None
+    threads: int = 1
     checkpoint_dir: str | None = None
     seed: int = 0
     device: str = "cpu"
@@ -215,8 +215,7 @@ class Config:
         if subset is None:
             subset = 0 if self.full else DEFAULT_TRAIN_SUBSET
         self.train_subset = subset  # 0: every training image not held out
-        self.threads = _opt_int(self.threads, "threads")
-        check_config(self, ("batch_size", "val_size", "n_workers"))
+        check_config(self, ("batch_size", "val_size", "n_workers", "threads"))
         if self.batch_size < 2:
             raise ValueError(f"batch_size must be at least 2 (batch norm), got {self.batch_size}")
         if isinstance(self.lr, bool) or not isinstance(self.lr, int | float):
@@ -304,8 +303,7 @@ def run(config: Config, progress: bool = False) -> dict:
         folder = check_data(config.dataset, folder).resolve()
     ckpt = Path(config.checkpoint_dir).expanduser() if config.checkpoint_dir else None
     ckpt = (ckpt or default_checkpoint_dir()).resolve()
-    threads = config.threads or max(1, (os.cpu_count() or 1) // config.n_workers)
-    specs = _specs(config, str(folder), ckpt, threads)
+    specs = _specs(config, str(folder), ckpt, config.threads)
 
     with dask_client(config.scheduler, config.n_workers) as client:
         results = map_specs(
@@ -395,6 +393,6 @@ def run(config: Config, progress: bool = False) -> dict:
         "train_seconds_total": sum(r["seconds"] for r in results),
         "checkpoint_dir": str(ckpt),
         "scheduler": describe_scheduler(config.scheduler, config.n_workers),
-        "threads_per_task": threads,
+        "threads_per_task": config.threads,
         **environment(config, started),
     }

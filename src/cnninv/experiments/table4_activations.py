@@ -19,7 +19,7 @@ from cnninv._checks import make_generator
 from cnninv.analysis import k_for_fraction, pool_conv_pairs, reconstruct_activation, relative_error
 from cnninv.experiments import paper
 from cnninv.experiments._common import check_config, environment, progress_bar
-from cnninv.experiments._networks import load_inputs
+from cnninv.experiments._networks import load_inputs_for
 from cnninv.networks import capture, conv_operator, layer_names, qualified_name
 from cnninv.operators import ConvOperator
 
@@ -36,8 +36,8 @@ class Config:
     variant: str = "abs"
     normalize_filters: bool = True
     images: str = "default"
-    max_images: int = 0
-    batch: int = 5
+    max_images: int = 8  # 0: all; each photo costs about a minute on 2 CPU cores
+    batch: int = 4
     seed: int = 0
     device: str = "cpu"
     quick: bool = False
@@ -61,14 +61,7 @@ class Config:
 
 def run(config: Config, progress: bool = False) -> dict:
     started = time.perf_counter()
-    inputs = load_inputs(
-        config.model,
-        config.weights,
-        config.images,
-        config.max_images,
-        seed=config.seed,
-        device=config.device,
-    )
+    inputs = load_inputs_for(config)
     net, dev, x = inputs.net, inputs.images.device, inputs.images
     pairs = pool_conv_pairs(layer_names(net.model))
     if config.layers:
