@@ -100,3 +100,12 @@ def test_json_of_tensors_and_nan(tmp_path):
 def test_report_needs_results(tmp_path):
     with pytest.raises(ValueError, match="no experiment results"):
         build_report(tmp_path)
+
+
+def test_set_parses_tuples_typed_like_the_default():
+    from cnninv.experiments.registry import _coerce
+
+    assert _coerce("16,32", (16,), "widths") == (16, 32)
+    assert _coerce("0.5, 1", (0.1,), "x") == (0.5, 1.0)
+    with pytest.raises(ValueError, match="not a valid int"):
+        _coerce("16,a", (16,), "widths")

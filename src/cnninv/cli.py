@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 __all__ = ["main"]
 
@@ -41,6 +42,22 @@ def build_parser() -> argparse.ArgumentParser:
     _common(rep)
     rep.add_argument("--samples", type=int, help="number of samples (experiments that take it)")
     rep.add_argument(
+        "--dataset",
+        nargs="+",
+        metavar="NAME",
+        help="table1: fashion-mnist (default) or cifar10, then an optional folder",
+    )
+    rep.add_argument(
+        "--full",
+        action="store_true",
+        help="table1: the paper's grid (widths 64-2048, every image, 30 epochs; GPU/cluster)",
+    )
+    rep.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="table1: a Dask scheduler address (default: a local in-process cluster)",
+    )
+    rep.add_argument(
         "--set",
         action="append",
         default=[],
@@ -74,6 +91,18 @@ def _run(args: argparse.Namespace) -> None:
         overrides = _parse_set(args.set)
         if args.samples is not None:
             overrides["samples"] = args.samples
+        if args.dataset:
+            if len(args.dataset) > 2:
+                raise ValueError("--dataset takes a name and at most one folder")
+            overrides["dataset"] = args.dataset[0]
+            if len(args.dataset) == 2:
+                overrides["data_path"] = args.dataset[1]
+        if args.full:
+            overrides["full"] = True
+        if args.scheduler:
+            overrides["scheduler"] = args.scheduler
+        if "table1" in args.names or "all" in args.names:
+            overrides.setdefault("checkpoint_dir", str(Path(args.out) / "table1_checkpoints"))
         reproduce(
             args.names,
             args.out,

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from cnninv.experiments import coherence, fig2, fig3, prop1, sparsity
+from cnninv.experiments import coherence, fig2, fig3, prop1, sparsity, table1
 from cnninv.experiments import table4_activations as table4a
 
 __all__ = ["REGISTRY", "Experiment", "get", "make_config"]
@@ -74,6 +74,13 @@ REGISTRY: dict[str, Experiment] = {
             quick={"max_images": 2, "iters": "1,5"},
         ),
         Experiment(
+            "table1",
+            "Table 1: classification with random vs learned filters, 1-3 layers (§4.1, C.1)",
+            table1.Config,
+            table1.run,
+            quick=table1.QUICK,
+        ),
+        Experiment(
             "table6",
             "Table 6: coherence of AlexNet filters (random unless a weights file is given)",
             coherence.AlexNetConfig,
@@ -99,6 +106,10 @@ def get(name: str) -> Experiment:
 def _coerce(value: Any, like: Any, key: str) -> Any:
     if not isinstance(value, str) or isinstance(like, str) or like is None:
         return value
+    if isinstance(like, tuple | list):  # "16,32" -> (16, 32), typed like the default
+        items = [v.strip() for v in value.split(",") if v.strip()]
+        elem = like[0] if like else value
+        return tuple(_coerce(v, elem, key) for v in items)
     try:
         if isinstance(like, bool):
             if value.lower() not in ("true", "false", "1", "0"):

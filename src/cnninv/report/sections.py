@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from cnninv.report import figures
+from cnninv.report.table1 import table1_section
 
 __all__ = ["SECTIONS", "Section", "Table", "fmt"]
 
@@ -342,4 +343,5 @@ SECTIONS: dict[str, Callable[[dict], Section]] = {
     "table6": coherence_section,
     "fig3": fig3_section,
     "table4-activations": table4_activations_section,
+    "table1": table1_section,
 }
