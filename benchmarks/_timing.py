@@ -35,6 +35,7 @@ __all__ = [
     "Timing",
     "calibrate",
     "machine_info",
+    "machine_line",
     "measure",
     "measure_interleaved",
     "paired_ratio",
@@ -246,3 +247,21 @@ def machine_info(device: str | torch.device) -> dict[str, Any]:
         info["gpu"] = torch.cuda.get_device_name(device)
         info["cuda_version"] = torch.version.cuda
     return info
+
+
+def _fmt_load(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.2f}"
+
+
+def machine_line(m: dict[str, Any]) -> str:
+    """Two lines naming the machine of a :func:`machine_info` dict (with the load average
+    at start under ``load_average_1m_at_start`` when recorded)."""
+    env = m.get("thread_env", {})
+    return (
+        f"machine: {m['cpu_model']}, {m['cpu_count']} cores, torch {m['torch_version']} "
+        f"({m['torch_threads']} threads), numpy {m['numpy_version']} ({m['numpy_blas']}, "
+        f"OPENBLAS_NUM_THREADS={env.get('OPENBLAS_NUM_THREADS')}), device {m['device']}"
+        + (f" ({m['gpu']})" if "gpu" in m else "")
+        + f"\nload average (1 min): {_fmt_load(m.get('load_average_1m_at_start'))} at start, "
+        f"{_fmt_load(m.get('load_average_1m'))} at end, on {m['cpu_count']} cores"
+    )

@@ -1,38 +1,43 @@
-r"""Benchmark: one IHT iteration (Algorithm 1), cnninv against baselines measured in the
-same run (issue 2).
+r"""Benchmark 3: one IHT iteration (Algorithm 1) with the conv operators against the same
+iteration with :math:`\mathbf W` materialised as a dense matrix, measured in the same run.
 
 An IHT iteration is :math:`g = \mathbf W d`, :math:`z = \mathbb M(z + g, k)`,
 :math:`d = x - \mathbf W^T z`: a convolution, a model-sparse projection (max pooling with
 switches, top-k blocks, unpooling) and a transposed convolution.
 
-(a) **Figure 2 size** (1-d, :math:`\ell=5, M=32, K=96, D=32`, 'valid' so :math:`n=28`,
-    :math:`k=10`, one block per filter): cnninv's batched conv operators against a plain
-    NumPy IHT with :math:`\mathbf W` materialised as the dense :math:`2688\times1024`
-    float32 matrix. Both start from :math:`z=0` on the same planted signals and must agree
-    after a few iterations before anything is timed. Figures: sample-iterations per second
-    (batch x iterations / second) and their ratio, batched and unbatched.
-(b) **VGG conv5 size** (2-d, :math:`K=M=512`, 3x3, 14x14 maps, padding 1, 2x2 pooling,
-    :math:`k` = 25% of the blocks): achieved GFLOP/s of a batched iteration, as a fraction
-    of a large float32 ``torch.matmul`` measured in the same run on the same device, with
-    the time of an iteration split into conv, conv-transpose, projection and the rest.
+Settings:
 
-Runs are interleaved (see ``_timing.py``): times are medians over the runs, ratios are
-medians of round-by-round ratios. Ratios, not seconds, are the figures to compare across
-machines.
+(a) **Figure 2 size** (1-d, :math:`\ell=5, M=32, K=96, D=32`, 'valid' so :math:`n=28`,
+    :math:`k=10`, one block per filter; dense :math:`\mathbf W` is 2688 x 1024);
+(b) **a 2-d size** (:math:`K=64, M=16`, 3x3 filters, 16x16 maps, 'valid' so 14x14 codes,
+    2x2 pooling blocks, :math:`k` = 10% of the 3136 blocks; dense :math:`\mathbf W` is
+    12544 x 4096, 205 MB in float32).
+
+Implementations, all float32, all from :math:`z=0` on the same planted signals:
+
+* ``cnninv_iht``: the library's ``iht(W, x, k, pool=..., max_iter=N)`` (time / iterations,
+  its per-iteration history and stop test included);
+* ``cnninv_ops_loop``: the bare loop of ``W.matvec``, the projection, ``W.rmatvec``, as
+  ``iht()`` runs it (state in the operator's layout, projection without input checks);
+* ``torch_dense``: the same loop with ``W.dense()`` and ``torch.matmul`` on the benchmark's
+  device, the projection by the library's ``model_sparse`` (so only the operator differs);
+* ``numpy_dense``: the same loop in plain NumPy with the dense matrix and a NumPy
+  projection (per-block argmax of :math:`|b|`, ``argpartition`` for the top k blocks).
+
+Before timing, all four must give the same code after a few iterations. Figures:
+sample-iterations per second (batch x iterations / s) and the ratio to each dense baseline
+(median of round-by-round ratios). On CUDA the cnninv loop is also timed on the CPU in the
+same run, for the GPU's speed-up.
 
 Usage::
 
-    python benchmarks/bench_iht.py [--device cpu|cuda] [--json OUT.json] [--quick]
-
-On a CPU shared with other jobs, pin both libraries to one thread for stable figures
-(OpenMP and OpenBLAS read these at start-up)::
-
-    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python benchmarks/bench_iht.py
+    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python benchmarks/bench_iht.py [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import sys
@@ -41,46 +46,53 @@ from typing import Any
 
 import numpy as np
 import torch
-from _timing import Laps, calibrate, machine_info, measure_interleaved, paired_ratio
+from _timing import (
+    Laps,
+    calibrate,
+    machine_info,
+    machine_line,
+    measure_interleaved,
+    paired_ratio,
+)
 
-from cnninv._checks import check_finite, resolve_device
-from cnninv.operators import ConvOperator
+from cnninv._checks import resolve_device
+from cnninv.operators import ConvOperator, _compute_layout
 from cnninv.recovery import iht
-from cnninv.sparsity import max_pool_switches, model_sparse, num_blocks
+from cnninv.sparsity import _model_sparse, model_sparse, num_blocks
 from cnninv.theory import sample_model_sparse
 
 __all__ = ["Config", "main", "render", "run"]
 
 
+@dataclass(frozen=True)
+class Setting:
+    """One problem size: filters ``(K, M, ell)``, map size ``D`` (1-d or 2-d), pooling
+    block (None: one block per filter), ``k`` and the batches to time."""
+
+    name: str
+    ndim: int
+    K: int
+    M: int
+    ell: int
+    D: int
+    pool: int | None
+    k: int
+    batches: tuple[int, ...]
+
+
 @dataclass
 class Config:
-    """What to measure. ``quick`` shrinks repeats and batches (a smoke run, ~30 s)."""
+    """What to measure. ``quick`` shrinks repeats and batches (a smoke run)."""
 
     device: str = "cpu"
     quick: bool = False
     seed: int = 0
-    # (a) Figure 2 size
-    fig2_K: int = 96
-    fig2_M: int = 32
-    fig2_ell: int = 5
-    fig2_D: int = 32
-    fig2_k: int = 10
-    fig2_batches: tuple[int, ...] = (256, 1)
-    fig2_iters: int = 10  # iterations per timed call
-    check_iters: int = 3  # iterations before comparing cnninv and NumPy
-    # (b) VGG conv5 size
-    vgg_K: int = 512
-    vgg_M: int = 512
-    vgg_ell: int = 3
-    vgg_size: int = 14
-    vgg_padding: int = 1
-    vgg_pool: int = 2
-    vgg_k_fraction: float = 0.25
-    vgg_batches: tuple[int, ...] = (8, 32)
-    vgg_iht_iters: int = 3  # iterations per timed iht() call
-    matmul_n: int = 2048
-    # timing
-    warmup: int = 1  # untimed calls before timing (calibrate() makes one itself)
+    settings: tuple[Setting, ...] = (
+        Setting("fig2", 1, K=96, M=32, ell=5, D=32, pool=None, k=10, batches=(256, 1)),
+        Setting("2d", 2, K=64, M=16, ell=3, D=16, pool=2, k=314, batches=(64, 1)),
+    )
+    iters: int = 10  # iterations per timed call
+    check_iters: int = 3  # iterations before comparing the implementations
     repeat: int = 5
     target_s: float = 0.1  # calls per run are chosen so a run lasts about this long
 
@@ -90,53 +102,88 @@ class Config:
             return cls(
                 device=device,
                 quick=True,
-                vgg_batches=(8,),
+                settings=(
+                    Setting("fig2", 1, K=96, M=32, ell=5, D=32, pool=None, k=10, batches=(256,)),
+                    Setting("2d", 2, K=64, M=16, ell=3, D=16, pool=2, k=314, batches=(16,)),
+                ),
+                iters=5,
                 repeat=3,
                 target_s=0.05,
             )
         return cls(device=device)
 
 
-# ----------------------------------------------------------------------------- (a) Figure 2
+# ----------------------------------------------------------------------------- baselines
 
 
-def numpy_model_sparse(b: np.ndarray, K: int, k: int) -> np.ndarray:
-    """:math:`\\mathbb M(b, k)` with one block per filter, for ``b`` of shape ``(B, K*n)``
-    (channel-major, as ``W.dense()`` flattens codes): per-block argmax of ``|b|`` (the
-    switches), then the ``k`` blocks with the largest kept magnitude (argpartition)."""
-    B = b.shape[0]
-    blocks = b.reshape(B, K, -1)
-    switches = np.abs(blocks).argmax(axis=2)[..., None]  # (B, K, 1)
-    values = np.take_along_axis(blocks, switches, axis=2)  # (B, K, 1)
-    if k < K:
-        keep = np.argpartition(-np.abs(values[..., 0]), k - 1, axis=1)[:, :k]
-        mask = np.zeros((B, K, 1), dtype=bool)
-        np.put_along_axis(mask, keep[..., None], True, axis=1)
-        values = np.where(mask, values, 0).astype(b.dtype, copy=False)
+def numpy_model_sparse(b: np.ndarray, shape: tuple[int, ...], pool: int | None, k: int):
+    """:math:`\\mathbb M(b, k)` in NumPy for ``b`` of shape ``(B, K*prod(spatial))``
+    (channel-major, as ``W.dense()`` flattens codes); ``pool`` must divide the map."""
+    B, K, spatial = b.shape[0], shape[0], shape[1:]
+    if pool is None:
+        blocks = b.reshape(B, K, 1, -1)
+    else:
+        if any(s % pool for s in spatial):
+            raise ValueError(f"pool {pool} must divide the map {spatial}")
+        if len(spatial) == 1:
+            blocks = b.reshape(B, K, spatial[0] // pool, pool)
+        else:
+            h, w = spatial
+            blocks = (
+                b.reshape(B, K, h // pool, pool, w // pool, pool)
+                .transpose(0, 1, 2, 4, 3, 5)
+                .reshape(B, K, (h // pool) * (w // pool), pool * pool)
+            )
+    switches = np.abs(blocks).argmax(axis=3)[..., None]  # (B, K, regions, 1)
+    values = np.take_along_axis(blocks, switches, axis=3)[..., 0]  # (B, K, regions)
+    flat = values.reshape(B, -1)
+    if k < flat.shape[1]:
+        keep = np.argpartition(-np.abs(flat), k - 1, axis=1)[:, :k]
+        mask = np.zeros(flat.shape, dtype=bool)
+        np.put_along_axis(mask, keep, True, axis=1)
+        values = np.where(mask, flat, 0).astype(b.dtype, copy=False).reshape(values.shape)
     out = np.zeros_like(blocks)
-    np.put_along_axis(out, switches, values, axis=2)
+    np.put_along_axis(out, switches, values[..., None], axis=3)
+    if pool is not None and len(spatial) == 2:
+        h, w = spatial
+        out = out.reshape(B, K, h // pool, w // pool, pool, pool).transpose(0, 1, 2, 4, 3, 5)
     return out.reshape(B, -1)
 
 
-def numpy_iht(W_dense: np.ndarray, x: np.ndarray, K: int, k: int, iters: int) -> np.ndarray:
+def numpy_iht(W_dense: np.ndarray, x: np.ndarray, shape, pool, k: int, iters: int):
     """IHT with the dense ``(Kn, MD)`` matrix, from :math:`z=0`; ``x`` is ``(B, MD)``."""
     z = np.zeros((x.shape[0], W_dense.shape[0]), dtype=x.dtype)
     d = x.copy()  # x - W^T 0
     for _ in range(iters):
         g = d @ W_dense.T  # W d, batched
-        z = numpy_model_sparse(z + g, K, k)
+        z = numpy_model_sparse(z + g, shape, pool, k)
         d = x - z @ W_dense  # x - W^T z, batched
     return z
 
 
+def torch_dense_iht(W_dense: torch.Tensor, x: torch.Tensor, shape, pool, k: int, iters: int):
+    """The same loop with a dense torch matrix; projection by the library's ``model_sparse``."""
+    B = x.shape[0]
+    xf = x.reshape(B, -1)
+    z = torch.zeros((B, *shape), dtype=x.dtype, device=x.device)
+    d = xf.clone()
+    for _ in range(iters):
+        g = (d @ W_dense.T).view(B, *shape)
+        z = model_sparse(z + g, k, pool).code
+        d = xf - z.reshape(B, -1) @ W_dense
+    return z
+
+
 def cnninv_loop(W: ConvOperator, x: torch.Tensor, k: int | None, pool, iters: int):
-    """The IHT iteration written with the library's operators, from :math:`z=0`, without
-    :func:`cnninv.recovery.iht`'s per-iteration bookkeeping (norms, history, stop test)."""
-    z = torch.zeros((x.shape[0], *W.out_shape), dtype=x.dtype, device=x.device)
-    d = x.clone()
+    """The loop :func:`cnninv.recovery.iht` runs, from :math:`z=0`, without its
+    per-iteration bookkeeping (norms, history, stop test): the state in the operator's
+    layout, the projection without input checks."""
+    x = _compute_layout(x)
+    z = _compute_layout(torch.zeros((x.shape[0], *W.out_shape), dtype=x.dtype, device=x.device))
+    d = x
     for _ in range(iters):
         g = W.matvec(d)
-        z = model_sparse(z + g, k, pool).code
+        z = _model_sparse(z + g, k, pool, "abs").code
         d = x - W.rmatvec(z)
     return z
 
@@ -155,63 +202,107 @@ def _check_same(name: str, expected: np.ndarray, got: np.ndarray) -> dict[str, f
     return {"max_abs_diff": max_abs, "scale": scale}
 
 
-def bench_fig2(cfg: Config, device: torch.device) -> dict[str, Any]:
+def _iteration_stages(W, x, k, pool, device, rounds: int) -> dict[str, float]:
+    """Median seconds of each stage of the bare iteration (stages of one run add up)."""
+    x = _compute_layout(x)
+    z = cnninv_loop(W, x, k, pool, 2)
+    d = x - W.rmatvec(z)
+    laps = Laps(device)
+    for i in range(rounds + 1):
+        if i == 1:  # the first round warms up
+            laps = Laps(device)
+        laps.start()
+        g = W.matvec(d)
+        laps.lap("conv W d")
+        b = z + g
+        laps.lap("z + g")
+        z_new = _model_sparse(b, k, pool, "abs").code
+        laps.lap("projection")
+        xh = W.rmatvec(z_new)
+        laps.lap("conv-transpose")
+        d_new = x - xh
+        laps.lap("x - W^T z")
+    del d_new
+    return laps.medians()
+
+
+# ----------------------------------------------------------------------------- one setting
+
+
+def bench_setting(cfg: Config, s: Setting, device: torch.device) -> dict[str, Any]:
     dtype = torch.float32
-    W = ConvOperator.gaussian(
-        cfg.fig2_K, cfg.fig2_M, cfg.fig2_ell, cfg.fig2_D, seed=cfg.seed, dtype=dtype, device=device
-    )
-    W_dense = W.dense().cpu().numpy()  # (Kn, MD) = (2688, 1024)
-    K, k, n = cfg.fig2_K, cfg.fig2_k, W.output_size[0]
-    flops_conv = 2 * 2 * K * cfg.fig2_M * cfg.fig2_ell * n  # W d and W^T z, per sample
+    size = s.D if s.ndim == 1 else (s.D, s.D)
+    W = ConvOperator.gaussian(s.K, s.M, s.ell, size, seed=cfg.seed, dtype=dtype, device=device)
+    W_dense_t = W.dense(max_entries=10**9)  # (Kn, MD), on the device
+    W_dense = W_dense_t.cpu().numpy()
+    shape = W.out_shape
+    blocks = num_blocks(shape, s.pool)
+    taps = s.ell**s.ndim
+    n_out = math.prod(W.output_size)
+    flops_conv = 2 * 2 * s.K * s.M * taps * n_out  # W d and W^T z, per sample
     flops_dense = 2 * 2 * W_dense.shape[0] * W_dense.shape[1]
     out: dict[str, Any] = {
         "setting": {
-            "K": K,
-            "M": cfg.fig2_M,
-            "ell": cfg.fig2_ell,
-            "D": cfg.fig2_D,
-            "n": n,
-            "k": k,
-            "pool": None,
+            **asdict(s),
+            "input_size": list(W.input_size),
+            "output_size": list(W.output_size),
+            "blocks": blocks,
             "dense_shape": list(W_dense.shape),
+            "dense_mbytes": W_dense.nbytes / 1e6,
             "dtype": "float32",
-            "iters_per_call": cfg.fig2_iters,
+            "iters_per_call": cfg.iters,
         },
         "flops_per_sample_iter": {"conv": flops_conv, "dense": flops_dense},
         "batches": [],
     }
     gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
-    for B in cfg.fig2_batches:
-        z_true = sample_model_sparse(B, W.out_shape, k, generator=gen, dtype=dtype, device=device)
-        x = W.rmatvec(z_true)
+    W_cpu = copy.deepcopy(W).to("cpu") if device.type != "cpu" else None  # .to() is in place
+    for B in s.batches:
+        z_true = sample_model_sparse(
+            B, shape, s.k, s.pool, generator=gen, dtype=dtype, device=device
+        )
+        x = W.rmatvec(z_true).contiguous()
         x_np = x.reshape(B, -1).cpu().numpy()
         # the same z after a few iterations, else the comparison is not honest
-        z_np = numpy_iht(W_dense, x_np, K, k, cfg.check_iters)
-        z_loop = cnninv_loop(W, x, k, None, cfg.check_iters).reshape(B, -1).cpu().numpy()
-        z_lib = iht(W, x, k, max_iter=cfg.check_iters).z.reshape(B, -1).cpu().numpy()
+        ci = cfg.check_iters
+        z_np = numpy_iht(W_dense, x_np, shape, s.pool, s.k, ci)
+
+        def flat(t: torch.Tensor) -> np.ndarray:
+            return t.reshape(t.shape[0], -1).cpu().numpy()
+
         check = {
-            "iters": cfg.check_iters,
-            "ops_loop": _check_same("cnninv ops loop vs NumPy", z_np, z_loop),
-            "iht": _check_same("cnninv iht() vs NumPy", z_np, z_lib),
+            "iters": ci,
+            "cnninv_ops_loop": _check_same(
+                "ops loop", z_np, flat(cnninv_loop(W, x, s.k, s.pool, ci))
+            ),
+            "cnninv_iht": _check_same(
+                "iht()", z_np, flat(iht(W, x, s.k, pool=s.pool, max_iter=ci).z)
+            ),
+            "torch_dense": _check_same(
+                "torch dense", z_np, flat(torch_dense_iht(W_dense_t, x, shape, s.pool, s.k, ci))
+            ),
         }
-        N = cfg.fig2_iters
-        n_iter = iht(W, x, k, max_iter=N).n_iter  # iht() stops early if z stops changing
+        N = cfg.iters
+        n_iter = iht(W, x, s.k, pool=s.pool, max_iter=N).n_iter  # may stop early
         fns = {
-            "cnninv_iht": lambda x=x, N=N: iht(W, x, k, max_iter=N),
-            "cnninv_ops_loop": lambda x=x, N=N: cnninv_loop(W, x, k, None, N),
-            "numpy_dense": lambda x_np=x_np, N=N: numpy_iht(W_dense, x_np, K, k, N),
+            "cnninv_iht": lambda x=x, N=N: iht(W, x, s.k, pool=s.pool, max_iter=N),
+            "cnninv_ops_loop": lambda x=x, N=N: cnninv_loop(W, x, s.k, s.pool, N),
+            "torch_dense": lambda x=x, N=N: torch_dense_iht(W_dense_t, x, shape, s.pool, s.k, N),
+            "numpy_dense": lambda x_np=x_np, N=N: numpy_iht(W_dense, x_np, shape, s.pool, s.k, N),
         }
+        iters = {"cnninv_iht": n_iter, "cnninv_ops_loop": N, "torch_dense": N, "numpy_dense": N}
+        if W_cpu is not None:  # the GPU's speed-up over the CPU, in the same run
+            x_cpu = x.cpu()
+            fns["cnninv_ops_loop_cpu"] = lambda x=x_cpu, N=N: cnninv_loop(W_cpu, x, s.k, s.pool, N)
+            iters["cnninv_ops_loop_cpu"] = N
         numbers = {
             name: calibrate(fn, device=device, target_s=cfg.target_s) for name, fn in fns.items()
         }
-        times = measure_interleaved(
-            fns, device=device, warmup=max(0, cfg.warmup - 1), repeat=cfg.repeat, number=numbers
-        )
-        iters = {"cnninv_iht": n_iter, "cnninv_ops_loop": N, "numpy_dense": N}
+        times = measure_interleaved(fns, device=device, warmup=0, repeat=cfg.repeat, number=numbers)
         rows = {}
         for name, t in times.items():
             per_iter = t.median / iters[name]
-            flops = flops_dense if name == "numpy_dense" else flops_conv
+            flops = flops_conv if name.startswith("cnninv") else flops_dense
             rows[name] = {
                 "iters_per_call": iters[name],
                 "s_per_iter": per_iter,
@@ -219,204 +310,22 @@ def bench_fig2(cfg: Config, device: torch.device) -> dict[str, Any]:
                 "gflops": B * flops / per_iter / 1e9,
                 "timing": t.as_dict(),
             }
-        base = times["numpy_dense"]
         for name, row in rows.items():
-            # (NumPy s/iter) / (this s/iter), round by round: sample-iterations/s ratio
-            row["ratio_vs_numpy"] = paired_ratio(base, times[name], iters[name] / N)
-        out["batches"].append({"batch": B, "check": check, "results": rows})
-    return out
-
-
-# ----------------------------------------------------------------------------- (b) VGG conv5
-
-
-def timed_iteration(
-    W: ConvOperator, x: torch.Tensor, z: torch.Tensor, d: torch.Tensor, k: int, pool, laps: Laps
-) -> torch.Tensor:
-    """One IHT iteration from the state ``(z, d)``, with a lap after every stage."""
-    laps.start()
-    g = W.matvec(d)
-    laps.lap("conv W d")
-    b = z + g
-    laps.lap("z + g")
-    z_new = model_sparse(b, k, pool).code
-    laps.lap("projection")
-    x_hat = W.rmatvec(z_new)
-    laps.lap("conv-transpose W^T z")
-    d_new = x - x_hat
-    laps.lap("x - W^T z")
-    return d_new
-
-
-def timed_model_sparse(h: torch.Tensor, k: int, pool, laps: Laps) -> torch.Tensor:
-    """``model_sparse(h, k, pool).code`` (``variant="abs"``) split into its stages.
-
-    A copy of the bodies of :func:`cnninv.sparsity.model_sparse` and
-    :func:`cnninv.sparsity.unpool` with laps in between; the benchmark also times the real
-    ``model_sparse``, so a drift between the two shows as a different total.
-    """
-    spatial = tuple(h.shape[2:])
-    laps.start()
-    check_finite(h, "h")
-    laps.lap("check_finite")
-    values, switches = max_pool_switches(h, pool)
-    laps.lap("max_pool_switches")
-    flat = values.flatten(1)
-    keep = flat.abs().topk(k, dim=1).indices
-    laps.lap("topk")
-    mask = torch.zeros_like(flat, dtype=torch.bool).scatter_(1, keep, True)
-    values = (flat * mask).view_as(values)
-    laps.lap("keep mask")
-    plane = math.prod(spatial)
-    if int(switches.min()) < 0 or int(switches.max()) >= plane:
-        raise RuntimeError("switch out of range")
-    laps.lap("unpool range check")
-    out = values.new_zeros((*values.shape[:2], plane))
-    out.scatter_(2, switches.flatten(2), values.flatten(2))
-    laps.lap("unpool scatter")
-    return out.view(*values.shape[:2], *spatial)
-
-
-def bench_vgg(cfg: Config, device: torch.device) -> dict[str, Any]:
-    dtype = torch.float32
-    size = (cfg.vgg_size, cfg.vgg_size)
-    W = ConvOperator.gaussian(
-        cfg.vgg_K,
-        cfg.vgg_M,
-        cfg.vgg_ell,
-        size,
-        padding=cfg.vgg_padding,
-        seed=cfg.seed,
-        dtype=dtype,
-        device=device,
-    )
-    pool = cfg.vgg_pool
-    blocks = num_blocks(W.out_shape, pool)
-    k = max(1, round(cfg.vgg_k_fraction * blocks))
-    Ho, Wo = W.output_size
-    flops_conv = 2 * cfg.vgg_K * cfg.vgg_M * cfg.vgg_ell**2 * Ho * Wo  # per sample, W d
-    n = cfg.matmul_n
-    gen_a = torch.Generator(device=device).manual_seed(cfg.seed)
-    a = torch.randn((n, n), generator=gen_a, dtype=dtype, device=device)
-    out: dict[str, Any] = {
-        "setting": {
-            "K": cfg.vgg_K,
-            "M": cfg.vgg_M,
-            "ell": cfg.vgg_ell,
-            "input_size": list(size),
-            "padding": cfg.vgg_padding,
-            "output_size": [Ho, Wo],
-            "pool": pool,
-            "blocks": blocks,
-            "k": k,
-            "dtype": "float32",
-            "iht_iters_per_call": cfg.vgg_iht_iters,
-        },
-        "flops_per_sample": {
-            "conv": flops_conv,
-            "conv_transpose": flops_conv,
-            "iteration": 2 * flops_conv,
-            "projection_note": "max pooling, top-k and unpooling touch each of the "
-            f"K*H*W = {cfg.vgg_K * Ho * Wo} code entries a few times: < 1e-3 of the conv "
-            "FLOPs, not counted",
-        },
-        "matmul": {"n": n, "flops": 2 * n**3},
-        "batches": [],
-    }
-    gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
-    for B in cfg.vgg_batches:
-        z_true = sample_model_sparse(
-            B, W.out_shape, k, pool, generator=gen, dtype=dtype, device=device
-        )
-        x = W.rmatvec(z_true)
-        # a mid-run state: two iterations in, so z is model-sparse and d non-trivial
-        z = cnninv_loop(W, x, k, pool, 2)
-        d = x - W.rmatvec(z)
-        b = z + W.matvec(d)
-        z1 = model_sparse(b, k, pool).code
-
-        def iteration(z=z, d=d, x=x):
-            g = W.matvec(d)
-            z_new = model_sparse(z + g, k, pool).code
-            return x - W.rmatvec(z_new)
-
-        N = cfg.vgg_iht_iters
-        n_iter = iht(W, x, k, pool=pool, max_iter=N).n_iter
-        fns = {
-            "iteration": iteration,
-            "iht": lambda x=x, N=N: iht(W, x, k, pool=pool, max_iter=N),
-            "conv": lambda d=d: W.matvec(d),
-            "conv_transpose": lambda z1=z1: W.rmatvec(z1),
-            "projection": lambda b=b: model_sparse(b, k, pool),
-            "matmul": lambda: torch.matmul(a, a),
-        }
-        numbers = {
-            name: calibrate(fn, device=device, target_s=cfg.target_s) for name, fn in fns.items()
-        }
-        times = measure_interleaved(
-            fns, device=device, warmup=max(0, cfg.warmup - 1), repeat=cfg.repeat, number=numbers
-        )
-        # where the time of one iteration goes (stages of the same runs, so they add up);
-        # the first cfg.warmup runs go to throw-away Laps
-        runs = cfg.warmup + cfg.repeat * numbers["iteration"]
-        for i in range(runs):
-            if i in (0, cfg.warmup):
-                it_laps, proj_laps = Laps(device), Laps(device)
-            timed_iteration(W, x, z, d, k, pool, it_laps)
-            timed_model_sparse(b, k, pool, proj_laps)
-        stage = it_laps.medians()
-        proj_stage = proj_laps.medians()
-
-        t = {name: tm.median for name, tm in times.items()}
-        t["iht_per_iter"] = t["iht"] / n_iter
-        matmul_gflops = 2 * n**3 / t["matmul"] / 1e9
-        iter_flops = B * 2 * flops_conv
-
-        def gflops(flops: float, seconds: float) -> float:
-            return flops / seconds / 1e9
-
-        achieved = {
-            "iteration": gflops(iter_flops, t["iteration"]),
-            "iht": gflops(iter_flops, t["iht_per_iter"]),
-            "conv": gflops(B * flops_conv, t["conv"]),
-            "conv_transpose": gflops(B * flops_conv, t["conv_transpose"]),
-        }
-        stage_total = sum(stage.values())
-        proj_total = sum(proj_stage.values())
-        mm = times["matmul"]
-        ratio_vs_matmul = {
-            # (achieved GFLOP/s) / (matmul GFLOP/s), round by round
-            "iteration": paired_ratio(mm, times["iteration"], iter_flops / (2 * n**3)),
-            "iht": paired_ratio(mm, times["iht"], n_iter * iter_flops / (2 * n**3)),
-            "conv": paired_ratio(mm, times["conv"], B * flops_conv / (2 * n**3)),
-            "conv_transpose": paired_ratio(
-                mm, times["conv_transpose"], B * flops_conv / (2 * n**3)
-            ),
-        }
+            # (baseline s/iter) / (this s/iter), round by round: sample-iterations/s ratio
+            for base in ("numpy_dense", "torch_dense"):
+                row[f"ratio_vs_{base}"] = paired_ratio(times[base], times[name], iters[name] / N)
+        if "cnninv_ops_loop_cpu" in rows:
+            rows["cnninv_ops_loop"]["speedup_vs_cpu"] = paired_ratio(
+                times["cnninv_ops_loop_cpu"], times["cnninv_ops_loop"]
+            )
+        stages = _iteration_stages(W, x, s.k, s.pool, device, rounds=cfg.repeat * 3)
+        total = sum(stages.values())
         out["batches"].append(
             {
                 "batch": B,
-                "iht_n_iter": n_iter,
-                "s_per_iteration": t["iteration"],
-                "s_per_iht_iteration": t["iht_per_iter"],
-                "s_conv": t["conv"],
-                "s_conv_transpose": t["conv_transpose"],
-                "s_projection": t["projection"],
-                "gflops": achieved,
-                "matmul_gflops": matmul_gflops,
-                "ratio_vs_matmul": ratio_vs_matmul,
-                "breakdown": {
-                    name: {"s": v, "share": v / stage_total} for name, v in stage.items()
-                },
-                "projection_stages": {
-                    name: {"s": v, "share": v / proj_total} for name, v in proj_stage.items()
-                },
-                "memory_bytes": {
-                    "code_tensor": B * math.prod(W.out_shape) * 4,
-                    "signal_tensor": B * math.prod(W.in_shape) * 4,
-                    "weight": W.weight.numel() * 4,
-                },
-                "timings": {name: tm.as_dict() for name, tm in times.items()},
+                "check": check,
+                "results": rows,
+                "stages": {n: {"s": v, "share": v / total} for n, v in stages.items()},
             }
         )
     return out
@@ -426,35 +335,52 @@ def bench_vgg(cfg: Config, device: torch.device) -> dict[str, Any]:
 
 
 def run(device: str = "cpu", quick: bool = False, config: Config | None = None) -> dict:
-    """Measure both settings; returns the figures with the configuration and machine."""
+    """Measure every setting; returns the figures with the configuration and machine."""
     cfg = config if config is not None else Config.make(device, quick)
     dev = resolve_device(cfg.device)
     load_start = machine_info(dev).get("load_average_1m")
-    # float32 means float32: cuDNN convolutions default to TF32 on Ampere and later while
-    # matmul does not, which would make the GFLOP/s ratio and the NumPy check unfair
+    # float32 means float32: no TF32 in the convolutions or the dense matmul on CUDA
     tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     try:
         with torch.inference_mode():
-            fig2 = bench_fig2(cfg, dev)
-            vgg = bench_vgg(cfg, dev)
+            settings = {s.name: bench_setting(cfg, s, dev) for s in cfg.settings}
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
     return {
         "benchmark": "iht",
         "config": asdict(cfg),
         "machine": {**machine_info(dev), "load_average_1m_at_start": load_start},
-        "fig2": fig2,
-        "vgg_conv5": vgg,
+        "settings": settings,
     }
+
+
+TARGET = 10.0
+
+
+def targets(result: dict) -> list[dict]:
+    """Target: >= 10x the dense matrix's throughput at the Figure 2 size with batching (the
+    library's iht() against NumPy and torch); the 2-d size is reported without a target."""
+    rows = []
+    for name, res in result["settings"].items():
+        for entry in res["batches"]:
+            r = entry["results"]["cnninv_iht"]
+            v = min(r["ratio_vs_numpy_dense"], r["ratio_vs_torch_dense"])
+            has_target = name == "fig2" and entry["batch"] > 1
+            rows.append(
+                {
+                    "name": f"IHT iteration vs dense W, {name} size, batch {entry['batch']}",
+                    "target": f">= {TARGET:.0f}x" if has_target else "(none)",
+                    "measured": f"{r['ratio_vs_numpy_dense']:.1f}x NumPy, "
+                    f"{r['ratio_vs_torch_dense']:.1f}x torch",
+                    "met": v >= TARGET if has_target else None,
+                }
+            )
+    return rows
 
 
 def _fmt_rate(v: float) -> str:
     return f"{v:,.0f}" if v >= 100 else f"{v:.3g}"
-
-
-def _fmt_load(v: float | None) -> str:
-    return "n/a" if v is None else f"{v:.2f}"
 
 
 def _fmt_s(s: float) -> str:
@@ -463,90 +389,50 @@ def _fmt_s(s: float) -> str:
 
 def render(result: dict) -> str:
     """The figures as a plain-text table (for stdout and for pasting into BENCHMARKS.md)."""
-    m = result["machine"]
-    lines = [
-        f"machine: {m['cpu_model']}, {m['cpu_count']} cores, torch {m['torch_version']} "
-        f"({m['torch_threads']} threads), numpy {m['numpy_version']} ({m['numpy_blas']}, "
-        f"OPENBLAS_NUM_THREADS={m.get('thread_env', {}).get('OPENBLAS_NUM_THREADS')}), "
-        f"device {m['device']}" + (f" ({m['gpu']})" if "gpu" in m else ""),
-        f"load average (1 min): {_fmt_load(m.get('load_average_1m_at_start'))} at start, "
-        f"{_fmt_load(m.get('load_average_1m'))} at end, on {m['cpu_count']} cores",
-        "",
-    ]
-    f2 = result["fig2"]
-    s = f2["setting"]
-    fl = f2["flops_per_sample_iter"]
-    lines += [
-        f"(a) Figure 2 size: 1-d, K={s['K']}, M={s['M']}, ell={s['ell']}, D={s['D']} "
-        f"(n={s['n']}), k={s['k']}, one block per filter; dense W {s['dense_shape'][0]}x"
-        f"{s['dense_shape'][1]} float32",
-        f"    FLOPs per sample-iteration: conv {fl['conv']:,}, dense {fl['dense']:,} "
-        f"({fl['dense'] / fl['conv']:.1f}x)",
-        f"    {'batch':>5}  {'implementation':<16} {'time/iter':>11} {'(min)':>11} "
-        f"{'sample-it/s':>12} {'GFLOP/s':>8} {'vs NumPy*':>9}",
-    ]
-    for entry in f2["batches"]:
-        for name, row in entry["results"].items():
-            it = row["iters_per_call"]
-            note = "" if it == s["iters_per_call"] else f"  (stopped after {it} iterations)"
-            lines.append(
-                f"    {entry['batch']:>5}  {name:<16} {_fmt_s(row['s_per_iter']):>11} "
-                f"{_fmt_s(row['timing']['min_s'] / it):>11} "
-                f"{_fmt_rate(row['sample_iters_per_s']):>12} {row['gflops']:>8.2f} "
-                f"{row['ratio_vs_numpy']:>8.2f}x{note}"
-            )
-        c = entry["check"]
-        lines.append(
-            f"    {'':>5}  check: same z as NumPy after {c['iters']} iterations "
-            f"(max |diff| {c['iht']['max_abs_diff']:.1e} for iht(), "
-            f"{c['ops_loop']['max_abs_diff']:.1e} for the ops loop)"
-        )
-    v = result["vgg_conv5"]
-    s = v["setting"]
-    lines += [
-        "",
-        f"(b) VGG conv5 size: 2-d, K=M={s['K']}, {s['ell']}x{s['ell']}, "
-        f"{s['input_size'][0]}x{s['input_size'][1]} maps, padding {s['padding']}, "
-        f"{s['pool']}x{s['pool']} pooling ({s['blocks']} blocks), k={s['k']}",
-        f"    FLOPs per sample-iteration: {v['flops_per_sample']['iteration'] / 1e9:.3f} GFLOP "
-        "(conv + conv-transpose; projection not counted: < 1e-3 of it)",
-    ]
-    for entry in v["batches"]:
-        B = entry["batch"]
-        ga, r, tm = entry["gflops"], entry["ratio_vs_matmul"], entry["timings"]
-        mins = {name: _fmt_s(t["min_s"]) for name, t in tm.items()}
-        mins["iht"] = _fmt_s(tm["iht"]["min_s"] / entry["iht_n_iter"])
+    lines = [machine_line(result["machine"]), ""]
+    for name, res in result["settings"].items():
+        s = res["setting"]
+        fl = res["flops_per_sample_iter"]
+        pool = "one block per filter" if s["pool"] is None else f"{s['pool']}-pooling blocks"
+        maps = "x".join(map(str, s["input_size"]))
         lines += [
-            f"    batch {B} (torch.matmul: {v['matmul']['n']}x{v['matmul']['n']} float32, "
-            "same run, interleaved)",
-            f"      {'':<24} {'time':>11} {'(min)':>11} {'GFLOP/s':>8} {'vs matmul*':>10}",
-            f"      {'IHT iteration (ops)':<24} {_fmt_s(entry['s_per_iteration']):>11} "
-            f"{mins['iteration']:>11} {ga['iteration']:>8.1f} {r['iteration']:>10.2f}",
-            f"      {'iht() per iteration':<24} {_fmt_s(entry['s_per_iht_iteration']):>11} "
-            f"{mins['iht']:>11} {ga['iht']:>8.1f} {r['iht']:>10.2f}",
-            f"      {'conv W d':<24} {_fmt_s(entry['s_conv']):>11} "
-            f"{mins['conv']:>11} {ga['conv']:>8.1f} {r['conv']:>10.2f}",
-            f"      {'conv-transpose W^T z':<24} {_fmt_s(entry['s_conv_transpose']):>11} "
-            f"{mins['conv_transpose']:>11} {ga['conv_transpose']:>8.1f} "
-            f"{r['conv_transpose']:>10.2f}",
-            f"      {'projection model_sparse':<24} {_fmt_s(entry['s_projection']):>11} "
-            f"{mins['projection']:>11}",
-            f"      {'torch.matmul':<24} {_fmt_s(tm['matmul']['median_s']):>11} "
-            f"{mins['matmul']:>11} {entry['matmul_gflops']:>8.1f}",
-            "      one iteration, stage by stage: "
-            + ", ".join(f"{name} {part['share']:.0%}" for name, part in entry["breakdown"].items()),
-            "      model_sparse, stage by stage: "
-            + ", ".join(
-                f"{name} {part['share']:.0%}" for name, part in entry["projection_stages"].items()
-            ),
+            f"{name}: {s['ndim']}-d, K={s['K']}, M={s['M']}, ell={s['ell']}, maps {maps} "
+            f"'valid', k={s['k']} of {s['blocks']} blocks ({pool}); dense W "
+            f"{s['dense_shape'][0]}x{s['dense_shape'][1]} float32 ({s['dense_mbytes']:.0f} MB)",
+            f"    FLOPs per sample-iteration: conv {fl['conv']:,}, dense {fl['dense']:,} "
+            f"({fl['dense'] / fl['conv']:.1f}x)",
+            f"    {'batch':>5}  {'implementation':<20} {'time/iter':>11} {'sample-it/s':>12} "
+            f"{'GFLOP/s':>8} {'vs NumPy*':>9} {'vs torch*':>9}",
         ]
+        for entry in res["batches"]:
+            for impl, row in entry["results"].items():
+                it = row["iters_per_call"]
+                note = "" if it == s["iters_per_call"] else f"  (stopped after {it} iterations)"
+                if "speedup_vs_cpu" in row:
+                    note += f"  GPU speed-up over CPU {row['speedup_vs_cpu']:.1f}x"
+                lines.append(
+                    f"    {entry['batch']:>5}  {impl:<20} {_fmt_s(row['s_per_iter']):>11} "
+                    f"{_fmt_rate(row['sample_iters_per_s']):>12} {row['gflops']:>8.2f} "
+                    f"{row['ratio_vs_numpy_dense']:>8.2f}x {row['ratio_vs_torch_dense']:>8.2f}x"
+                    f"{note}"
+                )
+            c = entry["check"]
+            diffs = ", ".join(
+                f"{k} {v['max_abs_diff']:.1e}" for k, v in c.items() if isinstance(v, dict)
+            )
+            lines.append(
+                f"    {'':>5}  check: same z as NumPy after {c['iters']} iterations "
+                f"(max |diff|: {diffs})"
+            )
+            lines.append(
+                f"    {'':>5}  bare iteration, stage by stage: "
+                + ", ".join(f"{n} {p['share']:.0%}" for n, p in entry["stages"].items())
+            )
+        lines.append("")
     lines += [
-        "",
-        "times are medians over the runs (min beside them); GFLOP/s from the medians",
-        "* median over the interleaved rounds of the round's ratio (cnninv and baseline ran "
-        "back to back), so it can differ from the ratio of the medians",
-        f"  iht() per iteration = one iht(max_iter={v['setting']['iht_iters_per_call']}) call "
-        "/ its iterations, set-up included",
+        "time/iter: median over the runs; GFLOP/s counts the conv FLOPs for cnninv, the "
+        "dense FLOPs for the baselines",
+        "* median over the interleaved rounds of the round's ratio of sample-iterations/s",
     ]
     return "\n".join(lines)
 
@@ -555,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--json", metavar="OUT.json", help="also write the figures as JSON")
-    parser.add_argument("--quick", action="store_true", help="fewer repeats, batch 8 only")
+    parser.add_argument("--quick", action="store_true", help="fewer repeats and batches")
     args = parser.parse_args(argv)
     try:
         result = run(args.device, args.quick)

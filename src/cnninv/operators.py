@@ -39,6 +39,36 @@ _CONV = {1: F.conv1d, 2: F.conv2d}
 _CONV_T = {1: F.conv_transpose1d, 2: F.conv_transpose2d}
 
 
+def _use_channels_last(t: torch.Tensor) -> bool:
+    """Whether the conv operators compute channels-last: on the CPU, for floating tensors.
+
+    Measured by ``benchmarks/bench_fastpaths.py`` (figures in BENCHMARKS.md): on the CPU,
+    oneDNN's channels-last convolutions (a 1-d one as a 2-d convolution over a dummy height)
+    are as fast as or faster than the NCHW/NCW ones at the benchmarked sizes, and max
+    pooling, the core of the model-sparse projection, is several times faster on a
+    channels-last code. Elsewhere (CUDA) nothing was measured, so the default layout is kept.
+    """
+    return t.device.type == "cpu" and t.is_floating_point()
+
+
+def _to_channels_last(t: torch.Tensor) -> torch.Tensor:
+    """``t`` (4-d) in channels-last memory format; no copy when it already is."""
+    return t.contiguous(memory_format=torch.channels_last)
+
+
+def _compute_layout(t: torch.Tensor) -> torch.Tensor:
+    """A batched signal or code ``(B, C, *spatial)`` in the layout :meth:`ConvOperator.matvec`
+    and :meth:`~ConvOperator.rmatvec` compute and return in (channels-last on the CPU, as is
+    elsewhere); same values. Solvers convert their state once with it, since an element-wise
+    operation returns the layout of its first operand and a mixed layout costs a copy at
+    every product."""
+    if t.device.type != "cpu" or t.dim() not in (3, 4):
+        return t
+    if t.dim() == 3:
+        return _to_channels_last(t.unsqueeze(2)).squeeze(2)
+    return _to_channels_last(t)
+
+
 def _as_tuple(value: int | Sequence[int], ndim: int, name: str) -> tuple[int, ...]:
     if isinstance(value, int):
         out = (value,) * ndim
@@ -273,12 +303,60 @@ class ConvOperator(torch.nn.Module):
         lead = tuple(t.shape[: -len(core)])
         return t.reshape(-1, *core), lead
 
+    def _weight_cl(self) -> torch.Tensor:
+        """The filter bank as a 4-d channels-last tensor (1-d: ``(K, M, 1, ell)``), cached.
+
+        The cache holds the very ``weight`` tensor it was made from and its version
+        counter, so ``.to()``, ``load_state_dict`` or an in-place change of ``weight``
+        rebuild it instead of leaving a stale copy. (A weight made under
+        ``torch.inference_mode`` has no version counter; it cannot be changed in place
+        outside that mode, and changing it in place inside it is not detected.)"""
+        w = self.weight
+        version = None if w.is_inference() else w._version
+        cache = self.__dict__.get("_cl_cache")
+        if cache is None or cache[0] is not w or cache[1] != version:
+            w4 = w.unsqueeze(2) if self.ndim == 1 else w
+            cache = (w, version, w4.contiguous(memory_format=torch.channels_last))
+            self.__dict__["_cl_cache"] = cache
+        return cache[2]
+
     def matvec(self, x: torch.Tensor) -> torch.Tensor:
-        """:math:`\\mathbf W x` without input checks (for inner loops). ``x``: ``(B, M, ...)``."""
+        """:math:`\\mathbf W x` without input checks (for inner loops). ``x``: ``(B, M, ...)``.
+
+        On the CPU the product is computed channels-last (see :func:`_use_channels_last`) and
+        returned in that layout: same shape and values, other strides."""
+        if _use_channels_last(x):
+            if self.ndim == 1:
+                return F.conv2d(
+                    _to_channels_last(x.unsqueeze(2)),
+                    self._weight_cl(),
+                    stride=(1, *self.stride),
+                    padding=(0, *self.padding),
+                ).squeeze(2)
+            return F.conv2d(
+                _to_channels_last(x), self._weight_cl(), stride=self.stride, padding=self.padding
+            )
         return _CONV[self.ndim](x, self.weight, stride=self.stride, padding=self.padding)
 
     def rmatvec(self, z: torch.Tensor) -> torch.Tensor:
-        """:math:`\\mathbf W^T z` without input checks. ``z``: ``(B, K, ...)``."""
+        """:math:`\\mathbf W^T z` without input checks. ``z``: ``(B, K, ...)``; channels-last
+        on the CPU, as :meth:`matvec`."""
+        if _use_channels_last(z):
+            if self.ndim == 1:
+                return F.conv_transpose2d(
+                    _to_channels_last(z.unsqueeze(2)),
+                    self._weight_cl(),
+                    stride=(1, *self.stride),
+                    padding=(0, *self.padding),
+                    output_padding=(0, *self._output_padding),
+                ).squeeze(2)
+            return F.conv_transpose2d(
+                _to_channels_last(z),
+                self._weight_cl(),
+                stride=self.stride,
+                padding=self.padding,
+                output_padding=self._output_padding,
+            )
         return _CONV_T[self.ndim](
             z,
             self.weight,

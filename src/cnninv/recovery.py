@@ -46,7 +46,7 @@ from typing import NamedTuple
 import torch
 
 from cnninv._checks import check_finite, check_positive_int
-from cnninv.operators import ConvOperator
+from cnninv.operators import ConvOperator, _compute_layout
 from cnninv.sparsity import Pool, _model_sparse, model_sparse, num_blocks
 
 __all__ = [
@@ -106,8 +106,14 @@ class IHTResult:
         return torch.stack(rows)
 
 
+def _dims(t: torch.Tensor) -> tuple[int, ...]:
+    """Every axis but the batch axis (reducing over them needs no copy, whatever the
+    layout; ``flatten(1)`` copies a channels-last tensor)."""
+    return tuple(range(1, t.dim()))
+
+
 def _norm(t: torch.Tensor) -> torch.Tensor:
-    return t.flatten(1).norm(dim=1)
+    return torch.linalg.vector_norm(t, dim=_dims(t))
 
 
 def _bcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -182,7 +188,8 @@ def iht(
     unbatched = x.dim() == len(W.in_shape)
     xb, _ = W._batch(x, W.in_shape, "x")
     check_finite(xb, "x")
-    xb = xb.to(W.weight.dtype)
+    # the state lives in the layout the operator computes in (no copy per product)
+    xb = _compute_layout(xb.to(W.weight.dtype))
     max_iter = check_positive_int(max_iter, "max_iter")
     if not (tol >= 0):
         raise ValueError(f"tol must be >= 0, got {tol!r}")
@@ -202,18 +209,20 @@ def iht(
         check_finite(tb, name)
         if tb.shape[0] != xb.shape[0]:
             raise ValueError(f"{name} has batch {tb.shape[0]} but x has {xb.shape[0]}")
-        return tb.to(xb.dtype)
+        return _compute_layout(tb.to(xb.dtype))
 
     zt = as_code(z_true, "z_true")
     z = as_code(z0, "z0")
     if z is None:
-        z = torch.zeros((xb.shape[0], *W.out_shape), dtype=xb.dtype, device=xb.device)
+        z = _compute_layout(
+            torch.zeros((xb.shape[0], *W.out_shape), dtype=xb.dtype, device=xb.device)
+        )
     x_norm = _norm(xb)
     x_hat = W.rmatvec(z) if z0 is not None else torch.zeros_like(xb)
     d = xb - x_hat
     if zt is not None:
         zt_norm, zt_supp = _norm(zt), zt != 0
-        zt_count = zt_supp.flatten(1).sum(1).to(xb.dtype)
+        zt_count = zt_supp.sum(_dims(zt_supp)).to(xb.dtype)
 
     history: list[IHTStat] = []
     stop_reason, switches = "max_iter", None
@@ -221,7 +230,7 @@ def iht(
         g = W.matvec(d)
         if step == "normalized":
             mask = z != 0
-            first = ~mask.flatten(1).any(1)
+            first = ~mask.any(dim=_dims(mask))
             if bool(first.any()):  # empty support: use the support of M(g, k)
                 mask = torch.where(
                     _bcast(first, z), _model_sparse(g, k, pool, variant).code != 0, mask
@@ -229,19 +238,21 @@ def iht(
             mu = _normalized_step(W, g, mask)
         else:
             mu = torch.full((xb.shape[0],), float(step), dtype=xb.dtype, device=xb.device)
-        proj = _model_sparse(z + _bcast(mu, g) * g, k, pool, variant)
+        # g first: the result takes g's (the operator's) layout; mu = 1 (the paper's step,
+        # the default) multiplies by nothing (g * 1 == g exactly)
+        proj = _model_sparse(z + (g if step == 1 else g * _bcast(mu, g)), k, pool, variant)
         if step == "normalized":
             # safeguard: when the support changes, mu must not exceed
             # omega = 0.99 ||dz||^2 / ||W^T dz||^2; else halve it and project again
             for _ in range(max_backtrack):
-                changed = ((proj.code != 0) != (z != 0)).flatten(1).any(1)
+                changed = ((proj.code != 0) != (z != 0)).any(dim=_dims(z))
                 dz = proj.code - z
                 omega = 0.99 * _safe_div(_norm(dz) ** 2, _norm(W.rmatvec(dz)) ** 2)
                 bad = changed & (mu > omega) & (omega > 0)
                 if not bool(bad.any()):
                     break
                 mu = torch.where(bad, mu / 2.0, mu)
-                proj = _model_sparse(z + _bcast(mu, g) * g, k, pool, variant)
+                proj = _model_sparse(z + g * _bcast(mu, g), k, pool, variant)
         z_new, switches = proj.code, proj.switches
         x_hat = W.rmatvec(z_new)
         d = xb - x_hat
@@ -255,7 +266,7 @@ def iht(
             code_error=None if zt is None else _safe_div(_norm(z - zt), zt_norm),
             support_recovery=None
             if zt is None
-            else _safe_div(((z != 0) & zt_supp).flatten(1).sum(1).to(xb.dtype), zt_count),
+            else _safe_div(((z != 0) & zt_supp).sum(_dims(z)).to(xb.dtype), zt_count),
         )
         history.append(stat)
         if callback is not None:
@@ -424,11 +435,11 @@ def _check_mask(W: ConvOperator, mask: torch.Tensor | None, batch: int):
 
 
 def _l1(z: torch.Tensor) -> torch.Tensor:
-    return z.flatten(1).abs().sum(1)
+    return z.abs().sum(_dims(z))
 
 
 def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return (a.flatten(1) * b.flatten(1)).sum(1)
+    return (a * b).sum(_dims(a))
 
 
 def _project(z: torch.Tensor, mask: torch.Tensor | None, nonneg: bool) -> torch.Tensor:
@@ -468,7 +479,7 @@ def _duality(
     score = g.clamp_min(0) if nonneg else g.abs()
     if mask is not None:
         score = torch.where(mask, score, torch.zeros((), dtype=g.dtype, device=g.device))
-    c = score.flatten(1).amax(1)
+    c = score.amax(_dims(score))
     s = torch.where(c > lam, lam / c.clamp_min(torch.finfo(c.dtype).tiny), torch.ones_like(c))
     r_sq = _norm(r) ** 2
     l1 = lam * _l1(z)
@@ -698,8 +709,11 @@ def fista(
     z = _check_code(W, z0, "z0", B)
     L0 = _lipschitz(W, lipschitz)
     dtype, device = xb.dtype, xb.device
+    # the state lives in the layout the operator computes in (no copy per product)
+    xb = _compute_layout(xb)
+    maskb = None if maskb is None else _compute_layout(maskb)
     z = torch.zeros((B, *W.out_shape), dtype=dtype, device=device) if z is None else z
-    z = _project(z, maskb, nonneg)
+    z = _project(_compute_layout(z), maskb, nonneg)
 
     eps = torch.finfo(dtype).eps
     L = torch.full((B,), L0, dtype=dtype, device=device)
@@ -754,7 +768,7 @@ def fista(
             rel_change=change,
             gap=dual.gap,
             rel_gap=dual.rel_gap,
-            nnz=(z != 0).flatten(1).sum(1),
+            nnz=(z != 0).sum(_dims(z)),
             step=1.0 / L,
             code_error=None if zt is None else _safe_div(_norm(z - zt), zt_norm),
         )

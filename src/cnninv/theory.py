@@ -155,7 +155,8 @@ def sample_model_sparse(
 
 
 def _per_sample_norm(t: torch.Tensor) -> torch.Tensor:
-    return t.flatten(1).norm(dim=1)
+    # reduce over every non-batch axis: no copy of a channels-last tensor (flatten(1) copies)
+    return torch.linalg.vector_norm(t, dim=tuple(range(1, t.dim())))
 
 
 def _check_code(W: ConvOperator, z: torch.Tensor) -> torch.Tensor:
