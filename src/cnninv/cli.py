@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     ana.add_argument("--weights", help="imagenet (default for vgg16), random, or a weights file")
     ana.add_argument("--images", help="folder of photos (default: the 20 ImageNet photos)")
     _common(ana)
+    from cnninv.inversion.cli import add_parsers as add_inversion_parsers
+
+    add_inversion_parsers(sub)
     report = sub.add_parser("report", help="rebuild DIR/report.html from the results in DIR")
     report.add_argument("dir")
     return parser
@@ -129,6 +132,10 @@ def _run(args: argparse.Namespace) -> None:
             progress=not args.no_progress and sys.stderr.isatty(),
             log=lambda msg: print(msg, file=sys.stderr),
         )
+    elif args.command in ("invert", "train-decoder"):
+        from cnninv.inversion.cli import handle
+
+        handle(args)
     elif args.command == "report":
         from cnninv.report import build_report
 

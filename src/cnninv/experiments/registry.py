@@ -7,7 +7,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from cnninv.experiments import coherence, fig2, fig3, prop1, sparsity, table1
+from cnninv.experiments import (
+    coherence,
+    fig2,
+    fig3,
+    inversion_baselines,
+    inversion_figs,
+    prop1,
+    sparsity,
+    table1,
+    table4_image,
+)
 from cnninv.experiments import table4_activations as table4a
 
 __all__ = ["REGISTRY", "Experiment", "get", "make_config"]
@@ -72,6 +82,34 @@ REGISTRY: dict[str, Experiment] = {
             table4a.Config,
             table4a.run,
             quick={"max_images": 2, "iters": "1,5"},
+        ),
+        Experiment(
+            "table4-image",
+            "Table 4 (image space): decoded IHT reconstructions of pool1-pool4 (§4.5)",
+            table4_image.Config,
+            table4_image.run,
+            quick=table4_image.QUICK,
+        ),
+        Experiment(
+            "fig4",
+            "Figure 4: pictures decoded from pool4 activations, original / IHT / random",
+            inversion_figs.Fig4Config,
+            inversion_figs.run,
+            quick=table4_image.QUICK,
+        ),
+        Experiment(
+            "fig5",
+            "Figure 5: the same for every layer pool1-pool4 (Appendix C.3)",
+            inversion_figs.Fig5Config,
+            inversion_figs.run,
+            quick=table4_image.QUICK,
+        ),
+        Experiment(
+            "inversion-baselines",
+            "Beyond the paper: IHT vs decoder vs optimisation vs deconvnet, per layer",
+            inversion_baselines.Config,
+            inversion_baselines.run,
+            quick={**table4_image.QUICK, **inversion_baselines.QUICK},
         ),
         Experiment(
             "table1",

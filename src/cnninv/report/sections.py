@@ -7,6 +7,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from cnninv.report import figures
+from cnninv.report.inversion import (
+    fig4_section,
+    fig5_section,
+    inversion_baselines_section,
+    table4_image_section,
+)
 from cnninv.report.table1 import table1_section
 
 __all__ = ["SECTIONS", "Section", "Table", "fmt"]
@@ -344,4 +350,8 @@ SECTIONS: dict[str, Callable[[dict], Section]] = {
     "fig3": fig3_section,
     "table4-activations": table4_activations_section,
     "table1": table1_section,
+    "table4-image": table4_image_section,
+    "fig4": fig4_section,
+    "fig5": fig5_section,
+    "inversion-baselines": inversion_baselines_section,
 }

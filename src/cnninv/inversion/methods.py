@@ -1,0 +1,463 @@
+r"""Four ways back from a layer's activation to the image, behind one function
+(:func:`invert`), and the image-space measures of how close they come
+(:func:`image_metrics`).
+
+``"decoder"``
+    The trained what-where decoder of ``poolN`` (:mod:`cnninv.inversion.decoder`) applied to
+    the original activation :math:`f` with the encoder's switches.
+``"iht"``
+    The paper's reconstruction (§4.5): :math:`\hat f = \mathbf W^T\mathbb M(\mathbf Wf, k)`
+    with :math:`\mathbf W` the next convolution conv(N+1)_1 (its learned filters, unit norm,
+    or Gaussian filters of the same size), ``k`` from the density of relu(N+1)_1 on the same
+    images, 1 iteration (more: normalised IHT), rescaled to :math:`\|f\|`; then into image
+    space through the ``poolN`` decoder (:func:`cnninv.analysis.reconstruct_activation`).
+``"optimize"``
+    Gradient-based inversion after Mahendran & Vedaldi (CVPR 2015): the image
+    :math:`x = Bu` minimising
+    :math:`\|\Phi(Bu)-\Phi_0\|^2/\|\Phi_0\|^2 + \lambda_\alpha N_\alpha(u) + \lambda_{TV}N_{TV}(u)`
+    with :math:`N_\alpha(u)=\sum|u|^\alpha/(HW)` and
+    :math:`N_{TV}(u)=\sum((\partial_h u)^2+(\partial_v u)^2)^{\beta/2}/(HW\,(1/6.5)^\beta)`
+    (M&V's normalisation: :math:`B` = 80 grey levels, :math:`V = B/6.5`), :math:`\alpha=6`,
+    :math:`\beta=2`; Adam on :math:`u` from small seeded noise, the learning rate decayed
+    linearly to 0, the image kept inside the valid pixel range after every step. Weights
+    and iterations: :class:`OptimizeOptions`.
+``"deconvnet"``
+    Zeiler & Fergus (2014): back through the network with the encoder's pooling switches
+    (unpooling), a ReLU at every ReLU, and each convolution's transpose with the same
+    filters (no bias); no training. Its output has no meaningful scale, so it is rescaled
+    to :math:`\|x\|` (input space), as §4.5 rescales activations to :math:`\|f\|`.
+
+Every method returns the image in the network's input space (:class:`Inversion`).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cnninv._checks import check_positive_int, make_generator
+from cnninv.analysis import k_for_fraction, reconstruct_activation, relative_error
+from cnninv.inversion.decoder import (
+    Decoder,
+    Encoding,
+    encode,
+    features_of,
+    layer_index,
+    pool_number,
+    vgg_layer_names,
+)
+from cnninv.operators import ConvOperator
+
+__all__ = [
+    "FILTERS",
+    "METHODS",
+    "Inversion",
+    "OptimizeOptions",
+    "decode",
+    "deconvnet",
+    "iht_activation",
+    "image_metrics",
+    "invert",
+    "next_conv",
+    "optimize_image",
+    "png_base64",
+    "random_activation",
+    "rescale_to",
+]
+
+METHODS = ("iht", "decoder", "optimize", "deconvnet")
+FILTERS = ("learned", "random")
+
+
+@dataclass
+class Inversion:
+    """An inversion: ``x_hat`` (network input space, the shape of ``x``), the method, the
+    layer, the wall time in seconds (for the whole batch) and details (``info``)."""
+
+    x_hat: torch.Tensor
+    method: str
+    layer: str
+    seconds: float
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class OptimizeOptions:
+    """Settings of the ``"optimize"`` method (Mahendran & Vedaldi 2015).
+
+    iters : Adam iterations (M&V ran a few hundred).
+    lr : Adam's initial learning rate on :math:`u = x/B` (decayed linearly to 0).
+    alpha, alpha_weight : the :math:`\\alpha`-norm prior (α = 6 as in M&V).
+    beta, tv_weight : the total-variation prior :math:`V^\\beta` (β = 2 as in M&V).
+        The weights are ours (M&V tune theirs per layer): on a held-out photo at 112 px
+        and 200 iterations, TV weight 0.005 gave the lowest image error at pool2 among
+        0.001 / 0.005 / 0.02 / 0.05, and was within 0.03 of the best at pool4.
+    B : the pixel range, in 0–255 grey levels (M&V: 80); converted to the convention.
+    init_std : standard deviation of the starting noise, in units of ``B``.
+    """
+
+    iters: int = 200
+    lr: float = 0.05
+    alpha: float = 6.0
+    alpha_weight: float = 1e-5
+    beta: float = 2.0
+    tv_weight: float = 0.005
+    B: float = 80.0
+    init_std: float = 0.1
+
+    def __post_init__(self) -> None:
+        check_positive_int(self.iters, "iters")
+        for name in ("lr", "alpha", "beta", "B"):
+            v = getattr(self, name)
+            if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
+                raise ValueError(f"{name} must be a positive number, got {v!r}")
+        for name in ("alpha_weight", "tv_weight", "init_std"):
+            v = getattr(self, name)
+            if not (isinstance(v, int | float) and math.isfinite(v) and v >= 0):
+                raise ValueError(f"{name} must be a non-negative number, got {v!r}")
+
+
+# --------------------------------------------------------------------------- helpers
+def rescale_to(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``estimate`` scaled, per sample, to the norm of ``target``."""
+    en = estimate.flatten(1).norm(dim=1).clamp_min(torch.finfo(estimate.dtype).tiny)
+    tn = target.flatten(1).norm(dim=1)
+    return estimate * (tn / en).view(-1, *([1] * (estimate.dim() - 1)))
+
+
+def random_activation(f: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Gaussian random activations rescaled to :math:`\\|f\\|` per sample (Table 4's
+    baseline, Figure 4(e))."""
+    noise = torch.randn(f.shape, generator=generator, device=f.device, dtype=f.dtype)
+    return rescale_to(noise, f)
+
+
+def next_conv(model: nn.Module, layer: str) -> tuple[str, nn.Conv2d, nn.Module]:
+    """The convolution right after pooling layer ``layer`` and the ReLU after it
+    (VGG16: ``pool4`` -> ``conv5_1``, ``relu5_1``).
+
+    Raises
+    ------
+    ValueError
+        If ``layer`` is not a pool or no convolution follows it (VGG16's pool5).
+    """
+    pool_number(model, layer)
+    features = features_of(model)
+    i = layer_index(model, layer)
+    if i + 2 >= len(features) or not isinstance(features[i + 1], nn.Conv2d):
+        raise ValueError(
+            f"no convolution follows {layer} in the network's features (the classifier "
+            "does): IHT needs the next convolution; use pool1…pool4"
+        )
+    return vgg_layer_names(model)[i + 1], features[i + 1], features[i + 2]
+
+
+def _check_images(x: torch.Tensor) -> None:
+    if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != 3:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"x must be a batch of images (B, 3, H, W), got {shape}")
+
+
+def iht_activation(
+    model: nn.Module,
+    f: torch.Tensor,
+    layer: str,
+    *,
+    k: int | None = None,
+    filters: str = "learned",
+    iters: int = 1,
+    pool: int = 2,
+    variant: str = "abs",
+    normalize_filters: bool = True,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """IHT reconstruction of the pooled activation ``f`` of ``layer`` through the next
+    convolution (Table 4's :math:`\\hat f`, rescaled to :math:`\\|f\\|`).
+
+    ``k``: blocks kept; None measures it on ``f`` itself: the density of the next
+    convolution's ReLU output (Table 2's quantity) times the number of blocks.
+    ``filters``: ``"learned"`` (the network's, unit-normalised when ``normalize_filters``)
+    or ``"random"`` (Gaussian filters of the same size drawn from ``generator``).
+
+    Returns ``(f_hat, info)`` with ``info`` holding ``k``, the density, the next
+    convolution's name and the activation-space errors :math:`\\|\\hat f-f\\|/\\|f\\|`.
+    """
+    if filters not in FILTERS:
+        raise ValueError(f"filters must be one of {FILTERS}, got {filters!r}")
+    check_positive_int(iters, "iters")
+    conv_name, conv, relu = next_conv(model, layer)
+    with torch.no_grad():
+        density = float((relu(conv(f)) != 0).double().mean())
+    W = ConvOperator.from_conv(conv, tuple(f.shape[-2:])).to(f.device)
+    if normalize_filters:
+        W = W.normalized()
+    if filters == "random":
+        gen = generator if generator is not None else make_generator(0, None, f.device)
+        W = ConvOperator.gaussian(
+            W.K, W.M, W.kernel_size, W.input_size, W.stride, W.padding,
+            unit_norm_rows=normalize_filters, generator=gen, device=f.device,
+        )  # fmt: skip
+    if k is None:
+        k = k_for_fraction(max(density, 1e-6), W.out_shape, pool)
+    f_hat, err = reconstruct_activation(W, f, k, pool=pool, variant=variant, iters=iters)
+    info = {
+        "next_conv": conv_name,
+        "filters": filters,
+        "k": k,
+        "density": density,
+        "iters": iters,
+        "activation_errors": err.tolist(),
+    }
+    return f_hat, info
+
+
+def decode(decoder: Decoder, enc: Encoding, f: torch.Tensor | None = None) -> torch.Tensor:
+    """``decoder`` applied to ``f`` (default: the encoder's own activation) with the
+    encoder's switches."""
+    with torch.no_grad():
+        return decoder(enc.f if f is None else f, enc.switches, enc.sizes)
+
+
+def deconvnet(model: nn.Module, x: torch.Tensor, layer: str) -> torch.Tensor:
+    """Zeiler & Fergus's deconvnet from ``layer`` back to the input (not rescaled):
+    unpool with the switches, ReLU, transposed convolutions with the same filters."""
+    features = features_of(model)
+    stop = layer_index(model, layer)
+    enc = encode(model, x, layer)
+    y = enc.f
+    n_pool = len(enc.switches)
+    with torch.no_grad():
+        for i in range(stop, -1, -1):
+            m = features[i]
+            if isinstance(m, nn.MaxPool2d):
+                n_pool -= 1
+                y = F.max_unpool2d(y, enc.switches[n_pool], 2, 2, output_size=enc.sizes[n_pool])
+            elif isinstance(m, nn.ReLU):
+                y = F.relu(y)
+            else:
+                y = F.conv_transpose2d(y, m.weight, padding=m.padding)
+    return y
+
+
+def _pixel_box(convention, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel bounds of the network input for RGB images in [0, 1]."""
+    lo = convention.normalize(torch.zeros(3, 1, 1, dtype=like.dtype))
+    hi = convention.normalize(torch.ones(3, 1, 1, dtype=like.dtype))
+    return torch.minimum(lo, hi).to(like.device), torch.maximum(lo, hi).to(like.device)
+
+
+def optimize_image(
+    model: nn.Module,
+    target: torch.Tensor,
+    layer: str,
+    convention,
+    image_shape: tuple[int, ...],
+    *,
+    options: OptimizeOptions | None = None,
+    generator: torch.Generator | None = None,
+    progress: bool = False,
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Mahendran & Vedaldi's inversion of ``target`` (the activations at ``layer``).
+
+    Returns the image (input space) and ``{"objective": [...], "feature_error": [...]}``
+    per iteration (the feature error :math:`\\|\\Phi(x)-\\Phi_0\\|/\\|\\Phi_0\\|`, mean over
+    the batch).
+    """
+    opts = options or OptimizeOptions()
+    dev = target.device
+    gen = generator if generator is not None else make_generator(0, None, dev)
+    # B grey levels in the network's units (Caffe: 80; torchvision: 80/255/std)
+    B = opts.B / 255.0 * float(convention.scale) / (sum(convention.std) / 3.0)
+    lo, hi = _pixel_box(convention, target)
+    lo, hi = lo / B, hi / B
+    u = (torch.randn(image_shape, generator=gen, device=dev) * opts.init_std).clamp(lo, hi)
+    u.requires_grad_(True)
+    opt = torch.optim.Adam([u], lr=opts.lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1.0 - i / opts.iters)
+    t_norm = target.flatten(1).pow(2).sum(1).clamp_min(1e-12)
+    hw = image_shape[-2] * image_shape[-1]
+    history: dict[str, list[float]] = {"objective": [], "feature_error": []}
+    params = list(model.parameters())
+    flags = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(False)
+    steps = range(opts.iters)
+    if progress:
+        from tqdm.auto import tqdm
+
+        steps = tqdm(steps, desc=f"optimize {layer}", leave=False, dynamic_ncols=True)
+    try:
+        for _ in steps:
+            phi = encode(model, u * B, layer, grad=True).f
+            data = (phi - target).flatten(1).pow(2).sum(1) / t_norm
+            r_alpha = u.abs().pow(opts.alpha).flatten(1).sum(1) / hw
+            dh = u[..., 1:, :-1] - u[..., :-1, :-1]
+            dw = u[..., :-1, 1:] - u[..., :-1, :-1]
+            tv = (dh.pow(2) + dw.pow(2)).clamp_min(1e-12).pow(opts.beta / 2)
+            r_tv = tv.flatten(1).sum(1) / hw * 6.5**opts.beta
+            loss = (data + opts.alpha_weight * r_alpha + opts.tv_weight * r_tv).sum()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            with torch.no_grad():
+                u.copy_(torch.max(torch.min(u, hi), lo))
+            history["objective"].append(loss.item() / image_shape[0])
+            history["feature_error"].append(float(data.detach().sqrt().mean()))
+    finally:
+        for p, flag in zip(params, flags, strict=True):
+            p.requires_grad_(flag)
+    return (u.detach() * B), history
+
+
+# --------------------------------------------------------------------------- invert
+def invert(
+    net,
+    x: torch.Tensor,
+    layer: str,
+    method: str,
+    *,
+    decoder: Decoder | None = None,
+    iters: int | None = None,
+    filters: str = "learned",
+    k: int | None = None,
+    pool: int = 2,
+    variant: str = "abs",
+    normalize_filters: bool = True,
+    optimize: OptimizeOptions | None = None,
+    seed: int = 0,
+    progress: bool = False,
+) -> Inversion:
+    """Reconstruct the images ``x`` from their activations at ``layer`` by ``method``.
+
+    Parameters
+    ----------
+    net : LoadedNetwork
+        The network (VGG-style ``features``) and its input convention.
+    x : Tensor (B, 3, H, W)
+        The images, preprocessed for ``net`` (the activations are computed from them).
+    layer : str
+        ``pool1`` … ``pool5`` for every method; ``convX_Y`` / ``reluX_Y`` for ``optimize``
+        and ``deconvnet``. ``iht`` needs ``pool1`` … ``pool4`` (a convolution must follow).
+    method : one of :data:`METHODS`.
+    decoder : the ``layer`` decoder (``"decoder"`` and ``"iht"``).
+    iters : IHT iterations (default 1, the paper's) or Adam iterations for ``optimize``
+        (default ``optimize.iters``, 200).
+    filters : ``"learned"`` or ``"random"`` (``iht``).
+    k, pool, variant, normalize_filters : IHT's settings (:func:`iht_activation`).
+    optimize : :class:`OptimizeOptions`.
+    seed : seeds the random filters and the starting noise of ``optimize``.
+
+    Raises
+    ------
+    ValueError
+        Unknown method or layer, a method that does not apply to the layer, a missing or
+        mismatched decoder.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    _check_images(x)
+    if iters is not None:
+        check_positive_int(iters, "iters")
+    model = net.model
+    layer_index(model, layer)
+    gen = make_generator(seed, None, x.device)
+    info: dict[str, Any] = {}
+    if method in ("decoder", "iht"):
+        n = pool_number(model, layer)
+        if decoder is None:
+            raise ValueError(
+                f"method {method!r} needs the {layer} decoder: train one with "
+                f"`cnninv train-decoder --layer {layer}` (or get_decoder())"
+            )
+        if not isinstance(decoder, Decoder) or decoder.n_pools != n:
+            raise ValueError(
+                f"the decoder given decodes pool{getattr(decoder, 'n_pools', '?')}, not {layer}"
+            )
+        if method == "iht":
+            next_conv(model, layer)
+    started = time.perf_counter()
+    if method == "decoder":
+        enc = encode(model, x, layer)
+        x_hat = decode(decoder, enc)
+    elif method == "iht":
+        enc = encode(model, x, layer)
+        f_hat, info = iht_activation(
+            model, enc.f, layer, k=k, filters=filters, iters=iters or 1, pool=pool,
+            variant=variant, normalize_filters=normalize_filters, generator=gen,
+        )  # fmt: skip
+        x_hat = decode(decoder, enc, f_hat)
+    elif method == "optimize":
+        opts = optimize or OptimizeOptions()
+        if iters is not None:
+            opts = OptimizeOptions(**{**asdict(opts), "iters": iters})
+        target = encode(model, x, layer).f
+        x_hat, history = optimize_image(
+            model, target, layer, net.convention, tuple(x.shape), options=opts,
+            generator=gen, progress=progress,
+        )  # fmt: skip
+        info = {
+            "options": asdict(opts),
+            "final_feature_error": history["feature_error"][-1],
+            "feature_error_by_iter": history["feature_error"],
+        }
+    else:
+        x_hat = rescale_to(deconvnet(model, x, layer), x)
+        info = {"rescaled_to": "||x|| (input space), per image"}
+    seconds = time.perf_counter() - started
+    return Inversion(x_hat.detach(), method, layer, seconds, info)
+
+
+# --------------------------------------------------------------------------- measures
+def _rgb(x: torch.Tensor, convention) -> torch.Tensor:
+    return convention.denormalize(x.detach().float().cpu()).clamp(0.0, 1.0)
+
+
+def image_metrics(x_hat: torch.Tensor, x: torch.Tensor, convention) -> dict[str, list[float]]:
+    """Per image: ``relative_error`` :math:`\\|\\hat x-x\\|/\\|x\\|` in the network's input
+    space (for VGG16: BGR, 0–255, mean subtracted), ``rgb_relative_error`` the same on
+    RGB in [0, 1] (``x_hat`` clipped), ``psnr`` (dB) and ``ssim`` (scikit-image,
+    ``data_range=1``, ``channel_axis``) on RGB in [0, 1]."""
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    if x_hat.shape != x.shape:
+        raise ValueError(f"x_hat {tuple(x_hat.shape)} and x {tuple(x.shape)} differ in shape")
+    rel = relative_error(x_hat.detach().float().cpu(), x.detach().float().cpu())
+    a, b = _rgb(x_hat, convention), _rgb(x, convention)
+    rgb_rel = relative_error(a, b)
+    a_np = a.permute(0, 2, 3, 1).numpy().astype("float64")
+    b_np = b.permute(0, 2, 3, 1).numpy().astype("float64")
+    psnr, ssim = [], []
+    for i in range(a_np.shape[0]):
+        with np.errstate(divide="ignore"):  # identical images: PSNR = inf
+            psnr.append(float(peak_signal_noise_ratio(b_np[i], a_np[i], data_range=1.0)))
+        ssim.append(float(structural_similarity(b_np[i], a_np[i], channel_axis=-1, data_range=1.0)))
+    return {
+        "relative_error": rel.tolist(),
+        "rgb_relative_error": rgb_rel.tolist(),
+        "psnr": psnr,
+        "ssim": ssim,
+    }
+
+
+def png_base64(x: torch.Tensor, convention, size: int | None = None) -> str:
+    """One image (network input ``(3, H, W)``) as a base64 PNG of RGB, optionally resized
+    to ``size``×``size``, for JSON results that carry their pictures."""
+    from PIL import Image
+
+    rgb = _rgb(x.unsqueeze(0), convention)[0].permute(1, 2, 0).numpy()
+    img = Image.fromarray((rgb * 255.0 + 0.5).astype("uint8"))
+    if size is not None and img.size != (size, size):
+        img = img.resize((size, size), Image.Resampling.BILINEAR)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", optimize=True)
+    return base64.b64encode(buf.getvalue()).decode("ascii")

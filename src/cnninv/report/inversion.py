@@ -1,0 +1,279 @@
+"""Rendering of the inversion experiments (``table4-image``, ``fig4``, ``fig5``,
+``inversion-baselines``): picture grids and tables, our numbers beside the paper's.
+
+The section renderers take the JSON-ready result of the experiment and return a
+:class:`~cnninv.report.sections.Section`; :data:`INVERSION_SECTIONS` maps experiment
+names to them. :func:`grid_png` also draws the side-by-side picture of ``cnninv invert``.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from cnninv.report.figures import plt, png_bytes
+
+__all__ = [
+    "INVERSION_SECTIONS",
+    "fig4_section",
+    "fig5_section",
+    "grid_png",
+    "inversion_baselines_section",
+    "table4_image_png",
+    "table4_image_section",
+]
+
+
+def _image(picture) -> np.ndarray:
+    """A base64 PNG string, or an array (H, W, 3) in [0, 1], as an array for imshow."""
+    if isinstance(picture, str):
+        from PIL import Image
+
+        with Image.open(io.BytesIO(base64.b64decode(picture))) as img:
+            return np.asarray(img.convert("RGB"))
+    return np.asarray(picture)
+
+
+def grid_png(
+    rows: Sequence[tuple[str, Sequence]],
+    column_titles: Sequence[str] = (),
+    *,
+    cell: float = 1.6,
+    captions: Sequence[Sequence[str]] | None = None,
+) -> bytes:
+    """A grid of pictures: ``rows`` is ``[(label, [picture, ...]), ...]`` (pictures as
+    base64 PNG or arrays); ``captions[r][c]`` is written under a picture."""
+    n_rows = len(rows)
+    n_cols = max((len(p) for _, p in rows), default=0)
+    if n_rows == 0 or n_cols == 0:
+        raise ValueError("grid_png needs at least one picture")
+    fig, axes = plt.subplots(
+        n_rows, n_cols, figsize=(cell * n_cols + 2.2, cell * n_rows + 0.4), squeeze=False
+    )
+    for r, (label, pictures) in enumerate(rows):
+        for c in range(n_cols):
+            ax = axes[r][c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if c < len(pictures):
+                ax.imshow(_image(pictures[c]))
+            if captions is not None and c < len(captions[r]) and captions[r][c]:
+                ax.set_xlabel(captions[r][c], fontsize=7)
+            if r == 0 and c < len(column_titles):
+                ax.set_title(column_titles[c], fontsize=7)
+        axes[r][0].set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
+    fig.tight_layout(pad=0.3)
+    return png_bytes(fig)
+
+
+def _row_labels(r: dict) -> dict[str, str]:
+    return r["rows"]
+
+
+def table4_image_png(r: dict) -> bytes:
+    """Grouped bars: our four image-space errors per layer, the paper's three as marks."""
+    layers = list(r["layers"])
+    rows = list(r["rows"])
+    fig, ax = plt.subplots(figsize=(8, 3.4))
+    width = 0.8 / len(rows)
+    xs = np.arange(len(layers))
+    paper_keys = {
+        "iht_learned": "paper_learned",
+        "iht_random": "paper_random",
+        "random_activations": "paper_random_activations",
+    }
+    for j, row in enumerate(rows):
+        vals = [r["layers"][lay][row] for lay in layers]
+        pos = xs + (j - (len(rows) - 1) / 2) * width
+        ax.bar(pos, vals, width, label=r["rows"][row])
+        if row in paper_keys:
+            pv = [r["layers"][lay][paper_keys[row]] for lay in layers]
+            if any(v is not None for v in pv):
+                ax.scatter(
+                    pos,
+                    [np.nan if v is None else v for v in pv],
+                    marker="_",
+                    s=200,
+                    color="k",
+                    zorder=3,
+                    label="paper" if row == "iht_learned" else None,
+                )
+    ax.set_xticks(xs, layers)
+    ax.set_ylabel("‖x̂ − x‖ / ‖x‖ (input space)")
+    ax.set_title("Table 4, image space: decoder outputs vs the original photo", fontsize=10)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return png_bytes(fig)
+
+
+def table4_image_section(r: dict):
+    from cnninv.report.sections import Section, Table, fmt
+
+    rows = []
+    for name, v in r["layers"].items():
+        m = v["metrics"]
+        rows.append(
+            [
+                f"{name} → {v['next_conv']}",
+                fmt(v["original_activation"]),
+                fmt(v["iht_learned"]),
+                fmt(v["paper_learned"]),
+                fmt(v["iht_random"]),
+                fmt(v["paper_random"]),
+                fmt(v["random_activations"]),
+                fmt(v["paper_random_activations"]),
+                " / ".join(fmt(m[row]["psnr"], 1) for row in r["rows"]),
+                " / ".join(fmt(m[row]["ssim"], 2) for row in r["rows"]),
+                fmt(v["decoder"].get("held_out_error")),
+            ]
+        )
+    headers = [
+        "layer",
+        "(b) original activation",
+        "(c) IHT learned",
+        "paper",
+        "(d) IHT random",
+        "paper",
+        "(e) random activations",
+        "paper",
+        "PSNR dB (b/c/d/e)",
+        "SSIM (b/c/d/e)",
+        "decoder held-out error",
+    ]
+    table = Table(headers, rows, "Table 4, image space: relative error of the decoded image")
+    notes = [
+        f"Error: {r['error_definition']}. {len(r['images'])} photos: {', '.join(r['images'])}"
+        + (f" (held out: {r['held_out_rule']})." if r.get("held_out_rule") else "."),
+        f"Method: {r['method']}.",
+        "The paper's decoders (Caffe, Zhang et al. 2016, trained on ImageNet) cannot be had "
+        "offline; ours are trained here on a few dozen photos, so column (b) is worse than "
+        "theirs and every column with it. The paper does not print (b); compare the columns "
+        "with each other.",
+    ]
+    order_ok = [
+        n
+        for n, v in r["layers"].items()
+        if min(v["iht_learned"], v["iht_random"]) < v["random_activations"]
+    ]
+    notes.append(
+        "IHT reconstructions decode better than random activations (the paper's finding) at "
+        f"{', '.join(order_ok) if order_ok else 'no layer'} of {len(r['layers'])}."
+    )
+    for name, v in r["layers"].items():
+        d = v["decoder"]
+        notes.append(
+            f"{name} decoder: {d.get('steps')} steps, {fmt(d.get('train_seconds'), 1)} s of "
+            f"training on {d.get('training_images')} photos"
+            + (" (trained in this run)" if d.get("trained_in_this_run") else " (cached)")
+            + f"; file {d.get('file')}."
+        )
+    return Section("table4-image", {"table4_image.png": table4_image_png(r)}, [table], notes)
+
+
+def _figure_rows(r: dict, layer: str) -> tuple[list[tuple[str, list]], list[list[str]]]:
+    v = r["layers"][layer]
+    rows = [(r["rows"]["original"], r["originals"])]
+    captions = [["" for _ in r["originals"]]]
+    for row, label in r["rows"].items():
+        if row == "original":
+            continue
+        rows.append((label, v["pictures"][row]))
+        captions.append([f"{e:.3f}" for e in v["errors"][row]])
+    return rows, captions
+
+
+def _figure_section(r: dict, name: str):
+    from cnninv.report.sections import Section, Table, fmt
+
+    figures = {}
+    for layer in r["layers"]:
+        rows, captions = _figure_rows(r, layer)
+        fn = f"{name}.png" if len(r["layers"]) == 1 else f"{name}_{layer}.png"
+        figures[fn] = grid_png(rows, r["images"], captions=captions)
+    table = Table(
+        ["layer", *(label for key, label in r["rows"].items() if key != "original"), "k"],
+        [
+            [
+                layer,
+                *(
+                    fmt(sum(v["errors"][row]) / len(v["errors"][row]))
+                    for row in r["rows"]
+                    if row != "original"
+                ),
+                str(v["k"]),
+            ]
+            for layer, v in r["layers"].items()
+        ],
+        "Mean image-space relative error of each row (the number under each picture is its own)",
+    )
+    notes = [
+        f"Error: {r['error_definition']}.",
+        "Decoders trained by cnninv (the paper's Caffe decoders are not available); every "
+        "reconstruction uses the photo's own pooling switches, as the what-where decoder "
+        "does in the paper.",
+    ]
+    return Section(name, figures, [table], notes)
+
+
+def fig4_section(r: dict):
+    return _figure_section(r, "fig4")
+
+
+def fig5_section(r: dict):
+    return _figure_section(r, "fig5")
+
+
+def inversion_baselines_section(r: dict):
+    from cnninv.report.sections import Section, Table, fmt
+
+    rows = []
+    for layer, per in r["layers"].items():
+        for method, v in per.items():
+            rows.append(
+                [
+                    layer,
+                    method,
+                    fmt(v["relative_error"]),
+                    fmt(v["rgb_relative_error"]),
+                    fmt(v["psnr"], 2),
+                    fmt(v["ssim"]),
+                    fmt(v["seconds_per_image"], 2),
+                ]
+            )
+    table = Table(
+        ["layer", "method", "relative error", "RGB error", "PSNR dB", "SSIM", "s / photo"],
+        rows,
+        f"Inversion methods on {len(r['images'])} photos at {r['image_size']} px",
+    )
+    layers = list(r["layers"])
+    g = r["grid"]
+    grid_rows = [("original", [g["original"]] * len(layers))]
+    for method in r["methods"]:
+        grid_rows.append((method, [g["pictures"][layer][method] for layer in layers]))
+    figure = grid_png(grid_rows, layers)
+    o = r["optimize_options"]
+    notes = [
+        f"Error: {r['error_definition']}. Photo of the grid: {g['image']}.",
+        f"optimize: Adam, {o['iters']} iterations, lr {o['lr']}, TV weight {o['tv_weight']} "
+        f"(β={o['beta']}), α-norm weight {o['alpha_weight']} (α={o['alpha']}), B={o['B']}.",
+        *(f"{k}: {v}." for k, v in r["notes"].items()),
+    ]
+    return Section(
+        "inversion-baselines",
+        {"inversion_baselines.png": figure},
+        [table],
+        notes,
+    )
+
+
+#: Experiment name -> section renderer (to merge into ``cnninv.report.sections.SECTIONS``).
+INVERSION_SECTIONS: dict[str, Callable] = {
+    "table4-image": table4_image_section,
+    "fig4": fig4_section,
+    "fig5": fig5_section,
+    "inversion-baselines": inversion_baselines_section,
+}

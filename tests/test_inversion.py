@@ -1,0 +1,570 @@
+"""Decoders, their training (held-out split, checkpoints, resume), the four inversion
+methods, the experiments and the CLI, at toy sizes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from cnninv.inversion import (
+    Decoder,
+    DecoderInfo,
+    OptimizeOptions,
+    TrainConfig,
+    encode,
+    encoder_fingerprint,
+    get_decoder,
+    image_metrics,
+    invert,
+    load_decoder,
+    photo_split,
+    pool_channels,
+    save_decoder,
+    train_decoder,
+)
+from cnninv.inversion.decoder import default_widths, layer_index, vgg_layer_names
+from cnninv.inversion.methods import deconvnet, iht_activation, next_conv
+from cnninv.inversion.training import file_sha256, held_out_photos
+from cnninv.networks import CAFFE_BGR, VGG16_LAYERS, LoadedNetwork
+from cnninv.operators import ConvOperator
+
+
+# --------------------------------------------------------------------------- fixtures
+class Toy(nn.Module):
+    """A VGG-style network small enough for tests: 3 macro layers."""
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(4, 6, 3, padding=1), nn.ReLU(), nn.Conv2d(6, 6, 3, padding=1), nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(6, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        )  # fmt: skip
+        g = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for m in self.features:
+                if isinstance(m, nn.Conv2d):
+                    m.weight.copy_(torch.randn(m.weight.shape, generator=g) * 0.02)
+                    m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+
+    def forward(self, x):
+        return self.features(x)
+
+
+def toy_net(seed: int = 0) -> LoadedNetwork:
+    model = Toy(seed).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return LoadedNetwork("toy", model, CAFFE_BGR, "random", "test network", seed=seed)
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """Six small smooth colour photos (training) and two held out."""
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("photos")
+    g = np.random.default_rng(0)
+    paths = []
+    for i in range(8):
+        low = g.random((5, 5, 3))
+        img = Image.fromarray((low * 255).astype("uint8")).resize((40, 40), Image.BILINEAR)
+        p = folder / f"photo{i}.png"
+        img.save(p)
+        paths.append(p)
+    return paths[:6], paths[6:]
+
+
+def tiny_config(**kw) -> TrainConfig:
+    base = dict(
+        layer="pool2", crop=16, width=2, epochs=2, steps_per_epoch=3, batch=2,
+        scales="32", eval_size=32, checkpoint_every=2, lr=1e-2, seed=3,
+    )  # fmt: skip
+    return TrainConfig(**{**base, **kw})
+
+
+def images(n: int = 2, size: int = 16, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    rgb = torch.nn.functional.interpolate(
+        torch.rand(n, 3, 4, 4, generator=g), size=(size, size), mode="bilinear"
+    )
+    return CAFFE_BGR.normalize(rgb)
+
+
+# --------------------------------------------------------------------------- encoder
+def test_layer_names_are_vgg16s():
+    from cnninv.networks.models import VGG16
+
+    with torch.device("meta"):
+        model = VGG16()
+    names = vgg_layer_names(model)
+    expected = {k: v for k, v in VGG16_LAYERS.items() if v.startswith("features.")}
+    assert {n: f"features.{i}" for i, n in enumerate(names)} == expected
+    assert pool_channels(model, "pool4") == [64, 128, 256, 512]
+
+
+def test_encode_matches_the_network_and_its_switches():
+    net = toy_net()
+    x = images(2, 16)
+    enc = encode(net.model, x, "pool3")
+    assert torch.equal(enc.f, net.model.features(x))
+    assert enc.sizes == [(16, 16), (8, 8), (4, 4)]
+    # the switches point at each block's maximum of the pre-pool map
+    pre = net.model.features[:2](x)
+    flat = pre.flatten(2).gather(2, enc.switches[0].flatten(2)).view_as(enc.switches[0])
+    assert torch.equal(flat, nn.functional.max_pool2d(pre, 2))
+
+
+def test_unknown_layer_and_non_vgg_are_refused():
+    net = toy_net()
+    with pytest.raises(ValueError, match="layer must be one of"):
+        layer_index(net.model, "pool9")
+    alex = nn.Sequential(nn.Conv2d(3, 4, 11, stride=4), nn.ReLU(), nn.MaxPool2d(3, 2))
+    with pytest.raises(ValueError, match="VGG-style"):
+        encode(alex, images(1, 32), "pool1")
+
+
+# --------------------------------------------------------------------------- decoder files
+def make_decoder(net, layer="pool2", seed=0):
+    n = int(layer[-1])
+    dec = Decoder(pool_channels(net.model, layer), default_widths(n, 2), 255.0, seed=seed)
+    info = DecoderInfo(
+        layer,
+        dec.architecture(),
+        {"channel_order": "BGR", "scale": 255.0, "mean": [103.939, 116.779, 123.68],
+         "std": [1.0, 1.0, 1.0], "image_size": 224},
+        {"name": net.name, "weights": net.weights,
+         "fingerprint": encoder_fingerprint(net.model, layer)},
+        {"training_images": ["a"], "epochs": 1, "held_out_error": 0.5},
+    )  # fmt: skip
+    return dec, info
+
+
+def test_decoder_output_shape_and_seeded_init():
+    net = toy_net()
+    x = images(2, 16)
+    dec, _ = make_decoder(net, "pool3")
+    enc = encode(net.model, x, "pool3")
+    assert dec(enc.f, enc.switches, enc.sizes).shape == x.shape
+    again, _ = make_decoder(net, "pool3")
+    for a, b in zip(dec.parameters(), again.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_save_load_roundtrip(tmp_path):
+    import dataclasses
+
+    net = toy_net()
+    dec, info = make_decoder(net)
+    info.convention = dataclasses.asdict(net.convention)
+    path = save_decoder(dec, info, tmp_path / "d.safetensors")
+    back, binfo = load_decoder(path, layer="pool2", model=net.model, convention=net.convention)
+    enc = encode(net.model, images(1, 16), "pool2")
+    assert torch.equal(back(enc.f, enc.switches, enc.sizes), dec(enc.f, enc.switches, enc.sizes))
+    assert binfo.training["held_out_error"] == 0.5
+    assert binfo.encoder["fingerprint"] == encoder_fingerprint(net.model, "pool2")
+
+
+def test_bad_decoder_files_are_refused(tmp_path):
+    from safetensors.torch import save_file
+
+    net = toy_net()
+    dec, info = make_decoder(net, "pool2")
+    path = save_decoder(dec, info, tmp_path / "pool2.safetensors")
+    # a pool2 decoder given for pool3
+    with pytest.raises(ValueError, match="trained for pool2, not pool3"):
+        load_decoder(path, layer="pool3")
+    # another encoder (other filters)
+    with pytest.raises(ValueError, match="another encoder"):
+        load_decoder(path, layer="pool2", model=toy_net(seed=1).model)
+    # wrong shapes under the right metadata
+    state = {k: v.clone() for k, v in dec.state_dict().items()}
+    state["stages.0.0.weight"] = torch.zeros(5, 4, 3, 3)
+    save_file(state, str(tmp_path / "shapes.safetensors"), metadata=info.to_metadata())
+    with pytest.raises(ValueError, match=r"wrong shapes: stages\.0\.0\.weight"):
+        load_decoder(tmp_path / "shapes.safetensors", layer="pool2")
+    # metadata whose layer disagrees with the architecture
+    meta = {**info.to_metadata(), "layer": "pool3"}
+    save_file(dec.state_dict(), str(tmp_path / "meta.safetensors"), metadata=meta)
+    with pytest.raises(ValueError, match="architecture for 2 pools"):
+        load_decoder(tmp_path / "meta.safetensors")
+    # not a cnninv decoder, not a safetensors file, no file
+    save_file(dec.state_dict(), str(tmp_path / "plain.safetensors"))
+    with pytest.raises(ValueError, match="not a cnninv decoder"):
+        load_decoder(tmp_path / "plain.safetensors")
+    (tmp_path / "junk.safetensors").write_bytes(b"not a file")
+    with pytest.raises(ValueError, match="not a readable safetensors"):
+        load_decoder(tmp_path / "junk.safetensors")
+    with pytest.raises(ValueError, match="does not exist"):
+        load_decoder(tmp_path / "missing.safetensors")
+
+
+# --------------------------------------------------------------------------- photos
+def test_held_out_photos_never_in_training(tmp_path):
+    split = photo_split()
+    assert len(split.held_out) == 5
+    assert len(split.train) >= 15
+    held = {file_sha256(p) for p in split.held_out}
+    assert not held & {file_sha256(p) for p in split.train}
+    assert not {p.name for p in split.held_out} & {p.name for p in split.train}
+    # a copy of a held-out photo under another name is dropped from the training photos
+    shutil.copyfile(split.held_out[0], tmp_path / "innocent.jpg")
+    extra = photo_split(tmp_path)
+    assert [p.name for p in extra.dropped] == ["innocent.jpg"]
+    assert tmp_path / "innocent.jpg" not in extra.train
+    assert held_out_photos() == split.held_out
+
+
+def test_training_refuses_a_held_out_photo(photos, tmp_path):
+    train, held = photos
+    shutil.copyfile(held[0], tmp_path / "copy.png")
+    with pytest.raises(ValueError, match="held-out photos are never trained on"):
+        train_decoder(
+            toy_net(), tiny_config(), train_paths=[*train, tmp_path / "copy.png"],
+            held_out_paths=held,
+        )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- training
+def test_crops_of_the_encoded_photos_carry_the_right_switches():
+    """Training crops are cut from the photos' encodings: the activation and every pool's
+    switches of a crop are those of the full photo there (brute-force check)."""
+    from cnninv.inversion.training import _encode_bank, _sample_batch, _step_generator
+
+    net = toy_net()
+    x = images(3, 32, seed=1)
+    bank = _encode_bank(net.model, "pool2", x, "cpu")
+    crop_x, f, switches, sizes = _sample_batch([bank], 16, 4, _step_generator(0, 0))
+    assert sizes == [(16, 16), (8, 8)] and f.shape == (4, 6, 4, 4)
+    feats = net.model.features
+    for b in range(4):
+        # find where the crop came from
+        hits = [
+            (i, t, l_)
+            for i in range(bank.x.shape[0])
+            for t in range(0, 17, 4)
+            for l_ in range(0, 17, 4)
+            if torch.equal(bank.x[i, :, t : t + 16, l_ : l_ + 16], crop_x[b])
+        ]
+        assert len(hits) == 1
+        i, t, l_ = hits[0]
+        full = bank.x[i : i + 1]
+        pre1 = feats[:2](full)[..., t : t + 16, l_ : l_ + 16]
+        _, idx1 = nn.functional.max_pool2d(pre1, 2, return_indices=True)
+        assert torch.equal(switches[0][b], idx1[0])
+        pre2 = feats[:7](full)[..., t // 2 : t // 2 + 8, l_ // 2 : l_ // 2 + 8]
+        pooled, idx2 = nn.functional.max_pool2d(pre2, 2, return_indices=True)
+        assert torch.equal(switches[1][b], idx2[0])
+        assert torch.allclose(f[b], pooled[0])
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_interrupted_training_resumes_to_the_same_weights(photos, tmp_path):
+    train, held = photos
+    net, config = toy_net(), tiny_config()
+    full = train_decoder(net, config, train_paths=train, held_out_paths=held)
+
+    ckpt = tmp_path / "run.ckpt"
+    seen = []
+
+    def stop_after_epoch_1(step, epoch):
+        seen.append((step, epoch))
+        if epoch == 1:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train_decoder(
+            net, config, train_paths=train, held_out_paths=held, checkpoint=ckpt,
+            callback=stop_after_epoch_1,
+        )  # fmt: skip
+    assert seen == [(2, None), (3, 1)] and ckpt.is_file()
+    out = tmp_path / "dec.safetensors"
+    resumed = train_decoder(
+        net, config, train_paths=train, held_out_paths=held, checkpoint=ckpt, out=out
+    )
+    assert resumed.resumed_from_step == 3
+    assert resumed.losses == full.losses
+    for (name, a), b in zip(
+        full.decoder.state_dict().items(), resumed.decoder.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a, b), name
+    assert not ckpt.exists()  # removed once the decoder file is written
+    _dec, info = load_decoder(out, layer="pool2", model=net.model, convention=net.convention)
+    t = info.training
+    assert t["epochs"] == 2 and t["steps"] == 6
+    assert t["training_images"] == [p.stem for p in train]
+    assert t["held_out_images"] == [p.stem for p in held]
+    assert not set(t["training_images"]) & set(t["held_out_images"])
+    assert np.isfinite(t["held_out_error"])
+    assert info.encoder["fingerprint"] == encoder_fingerprint(net.model, "pool2")
+
+
+def test_checkpoint_of_another_configuration_is_refused(photos, tmp_path):
+    train, held = photos
+    ckpt = tmp_path / "run.ckpt"
+
+    def stop(step, epoch):
+        raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train_decoder(
+            toy_net(), tiny_config(), train_paths=train, held_out_paths=held,
+            checkpoint=ckpt, callback=stop,
+        )  # fmt: skip
+    with pytest.raises(ValueError, match="another training configuration"):
+        train_decoder(
+            toy_net(), tiny_config(lr=0.5), train_paths=train, held_out_paths=held,
+            checkpoint=ckpt,
+        )  # fmt: skip
+
+
+def test_train_config_is_checked():
+    with pytest.raises(ValueError, match="pooling layer"):
+        TrainConfig(layer="conv3_1")
+    with pytest.raises(ValueError, match="crop"):
+        TrainConfig(layer="pool5", crop=16, scales="224")
+    with pytest.raises(ValueError, match="at least crop"):
+        TrainConfig(crop=64, scales="32")
+
+
+def test_get_decoder_trains_once_then_reads_the_cache(monkeypatch, tmp_path):
+    import cnninv.inversion.training as training
+
+    monkeypatch.setenv("CNNINV_CACHE", str(tmp_path))
+    net = toy_net()
+    config = tiny_config(layer="pool1", epochs=1, steps_per_epoch=1, scales="64", eval_size=16)
+    dec, _info, path = get_decoder(net, config)
+    assert path.parent == tmp_path / "decoders" and path.is_file()
+
+    def no_training(*a, **k):
+        raise AssertionError("trained again")
+
+    monkeypatch.setattr(training, "train_decoder", no_training)
+    again, _, path2 = get_decoder(net, config)
+    assert path2 == path
+    assert torch.equal(again.stages[0][0].weight, dec.stages[0][0].weight)
+    with pytest.raises(ValueError, match="no cached decoder"):
+        get_decoder(net, tiny_config(layer="pool1", seed=9), train=False)
+
+
+# --------------------------------------------------------------------------- methods
+def test_deconvnet_through_one_conv_is_its_transpose():
+    net = toy_net()
+    x = images(2, 16)
+    h = encode(net.model, x, "conv1_1").f
+    W = ConvOperator.from_conv(net.model.features[0], (16, 16))
+    assert torch.allclose(deconvnet(net.model, x, "conv1_1"), W.T(h), atol=1e-5)
+    # through a pool: the unpooled map is non-zero only at the switches
+    enc = encode(net.model, x, "pool1")
+    y = deconvnet(net.model, x, "pool1")
+    back = nn.functional.conv_transpose2d(
+        nn.functional.max_unpool2d(enc.f, enc.switches[0], 2, 2, output_size=(16, 16)),
+        net.model.features[0].weight,
+        padding=1,
+    )
+    assert torch.allclose(y, back, atol=1e-5)
+
+
+def test_iht_activation_keeps_the_norm_and_measures_k():
+    net = toy_net()
+    f = encode(net.model, images(2, 16), "pool1").f
+    f_hat, info = iht_activation(net.model, f, "pool1")
+    assert info["next_conv"] == "conv2_1" and info["k"] >= 1
+    assert torch.allclose(f_hat.flatten(1).norm(dim=1), f.flatten(1).norm(dim=1), rtol=1e-4)
+    f_rand, info_r = iht_activation(
+        net.model, f, "pool1", filters="random", k=info["k"],
+        generator=torch.Generator().manual_seed(0),
+    )  # fmt: skip
+    assert info_r["k"] == info["k"] and not torch.allclose(f_rand, f_hat)
+    with pytest.raises(ValueError, match="no convolution follows pool3"):
+        next_conv(net.model, "pool3")
+
+
+def test_invert_every_method():
+    net = toy_net()
+    x = images(2, 16)
+    dec, _ = make_decoder(net, "pool2")
+    for method in ("decoder", "iht", "deconvnet", "optimize"):
+        inv = invert(
+            net, x, "pool2", method, decoder=dec, iters=3 if method == "optimize" else None
+        )
+        assert inv.x_hat.shape == x.shape and torch.isfinite(inv.x_hat).all()
+        assert inv.seconds >= 0
+    with pytest.raises(ValueError, match="method must be one of"):
+        invert(net, x, "pool2", "magic")
+    with pytest.raises(ValueError, match="needs the pool2 decoder"):
+        invert(net, x, "pool2", "decoder")
+    with pytest.raises(ValueError, match="decodes pool2, not pool1"):
+        invert(net, x, "pool1", "decoder", decoder=dec)
+    with pytest.raises(ValueError, match="pooling layer"):
+        invert(net, x, "conv2_1", "iht", decoder=dec)
+    # the deconvnet is rescaled to ||x||
+    inv = invert(net, x, "conv2_1", "deconvnet")
+    assert torch.allclose(inv.x_hat.flatten(1).norm(dim=1), x.flatten(1).norm(dim=1), rtol=1e-4)
+
+
+def test_optimize_reduces_the_feature_error_and_is_seeded():
+    net = toy_net()
+    x = images(1, 16)
+    opts = OptimizeOptions(iters=25, lr=0.1)
+    a = invert(net, x, "pool1", "optimize", optimize=opts, seed=1)
+    b = invert(net, x, "pool1", "optimize", optimize=opts, seed=1)
+    errs = a.info["feature_error_by_iter"]
+    assert errs[-1] < 0.5 * errs[0]
+    assert torch.equal(a.x_hat, b.x_hat)
+    lo = CAFFE_BGR.normalize(torch.zeros(3, 1, 1))
+    hi = CAFFE_BGR.normalize(torch.ones(3, 1, 1))
+    assert (a.x_hat >= lo - 1e-3).all() and (a.x_hat <= hi + 1e-3).all()
+    with pytest.raises(ValueError, match="iters"):
+        OptimizeOptions(iters=0)
+
+
+def test_image_metrics_against_direct_formulas():
+    from skimage.metrics import structural_similarity
+
+    x = images(2, 16)
+    noisy = x + 10 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+    m = image_metrics(noisy, x, CAFFE_BGR)
+    rel = (noisy - x).flatten(1).norm(dim=1) / x.flatten(1).norm(dim=1)
+    assert np.allclose(m["relative_error"], rel.tolist(), rtol=1e-5)
+    a = CAFFE_BGR.denormalize(noisy).clamp(0, 1)[0].permute(1, 2, 0).double().numpy()
+    b = CAFFE_BGR.denormalize(x).clamp(0, 1)[0].permute(1, 2, 0).double().numpy()
+    assert m["psnr"][0] == pytest.approx(10 * np.log10(1 / np.mean((a - b) ** 2)), rel=1e-4)
+    assert m["ssim"][0] == pytest.approx(
+        structural_similarity(b, a, channel_axis=-1, data_range=1.0), rel=1e-6
+    )
+    same = image_metrics(x, x, CAFFE_BGR)
+    assert same["relative_error"] == [0.0, 0.0] and same["ssim"][0] == pytest.approx(1.0)
+
+
+# --------------------------------------------------------------------------- experiments, CLI
+TINY = dict(
+    layers="pool1", max_images=1, image_size=32, train_crop=16, train_width=2,
+    train_epochs=1, train_steps=1, train_batch=2, train_scales="48",
+)  # fmt: skip
+
+
+def test_experiments_and_their_sections(tmp_path):
+    from cnninv.experiments import inversion_baselines, inversion_figs, table4_image
+    from cnninv.report.inversion import INVERSION_SECTIONS
+
+    common = dict(TINY, cache=str(tmp_path))
+    r = table4_image.run(table4_image.Config(**common))
+    row = r["layers"]["pool1"]
+    for key in ("original_activation", "iht_learned", "iht_random", "random_activations"):
+        assert np.isfinite(row[key])
+    assert row["paper_learned"] == 0.423 and "input space" in r["error_definition"]
+    assert row["decoder"]["trained_in_this_run"]
+    json.dumps(r)
+    f4 = inversion_figs.run(inversion_figs.Fig4Config(**common))
+    assert f4["experiment"] == "fig4"
+    assert set(f4["layers"]["pool1"]["pictures"]) == set(table4_image.ROWS)
+    assert not f4["layers"]["pool1"]["decoder"]["trained_in_this_run"]  # from the cache
+    f5 = inversion_figs.run(inversion_figs.Fig5Config(**common))
+    assert f5["experiment"] == "fig5"
+    base = inversion_baselines.run(inversion_baselines.Config(**common, optimize_iters=2))
+    assert set(base["layers"]["pool1"]) == {"decoder", "iht", "optimize", "deconvnet"}
+    for name, result in (("table4-image", r), ("fig4", f4), ("fig5", f5),
+                         ("inversion-baselines", base)):  # fmt: skip
+        section = INVERSION_SECTIONS[name](json.loads(json.dumps(result)))
+        assert section.tables and section.figures
+        assert all(png[:4] == b"\x89PNG" for png in section.figures.values())
+
+
+def test_experiment_configs_are_checked():
+    from cnninv.experiments import inversion_baselines, table4_image
+
+    with pytest.raises(ValueError, match="pooling layers"):
+        table4_image.Config(layers="conv5_1")
+    with pytest.raises(ValueError, match="methods must be"):
+        inversion_baselines.Config(methods="decoder,magic")
+
+
+def _parser():
+    from cnninv.inversion import cli
+
+    parser = argparse.ArgumentParser()
+    cli.add_parsers(parser.add_subparsers(dest="command", required=True))
+    return parser, cli
+
+
+def test_cli_invert_writes_pictures_and_json(tmp_path):
+    from cnninv.data import default_images
+
+    parser, cli = _parser()
+    photo = str(default_images()[3])
+    args = parser.parse_args(
+        ["invert", "--image", photo, "--layer", "pool2", "--method", "deconvnet,optimize",
+         "--iters", "2", "--size", "32", "--out", str(tmp_path), "--no-progress"]
+    )  # fmt: skip
+    cli.handle(args)
+    data = json.loads((tmp_path / "invert_pool2.json").read_text())
+    assert [r["method"] for r in data["results"]] == ["deconvnet", "optimize"]
+    for r in data["results"]:
+        assert {"relative_error", "psnr", "ssim", "seconds"} <= set(r)
+        assert (tmp_path / r["file"]).read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "imagenet_03_990_pool2_grid.png").is_file()
+    bad = parser.parse_args(
+        ["invert", "--image", photo, "--layer", "pool2", "--method", "magic",
+         "--out", str(tmp_path)]
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="--method"):
+        cli.handle(bad)
+
+
+def test_cli_refuses_a_decoder_file_of_another_layer(tmp_path):
+    from cnninv.data import default_images
+    from cnninv.networks import load_network
+
+    net = load_network("vgg16", "imagenet", features_only=True)
+    dec = Decoder(pool_channels(net.model, "pool1"), (2,), 255.0)
+    import dataclasses
+
+    info = DecoderInfo(
+        "pool1", dec.architecture(), dataclasses.asdict(net.convention),
+        {"name": "vgg16", "weights": "imagenet",
+         "fingerprint": encoder_fingerprint(net.model, "pool1")},
+    )  # fmt: skip
+    path = save_decoder(dec, info, tmp_path / "pool1.safetensors")
+    parser, cli = _parser()
+    args = parser.parse_args(
+        ["invert", "--image", str(default_images()[3]), "--layer", "pool2", "--method",
+         "decoder", "--decoder", str(path), "--size", "32", "--out", str(tmp_path)]
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="trained for pool1, not pool2"):
+        cli.handle(args)
+    ok = parser.parse_args(
+        ["invert", "--image", str(default_images()[3]), "--layer", "pool1", "--method",
+         "decoder,iht", "--decoder", str(path), "--size", "32", "--out", str(tmp_path)]
+    )  # fmt: skip
+    cli.handle(ok)
+    data = json.loads((tmp_path / "invert_pool1.json").read_text())
+    assert data["decoder"]["file"] == str(path)
+    assert [r["method"] for r in data["results"]] == ["decoder", "iht"]
+
+
+def test_cli_train_decoder_trains_caches_and_copies(tmp_path, capsys):
+    parser, cli = _parser()
+    argv = ["train-decoder", "--layer", "pool1", "--epochs", "1", "--steps", "2", "--batch",
+            "2", "--crop", "16", "--width", "2", "--scales", "48", "--cache", str(tmp_path),
+            "--out", str(tmp_path / "mine.safetensors"), "--no-progress"]  # fmt: skip
+    cli.handle(parser.parse_args(argv))
+    assert "held-out error" in capsys.readouterr().out
+    files = list((tmp_path / "decoders").glob("vgg16-*-pool1-*.safetensors"))
+    assert len(files) == 1
+    _, info = load_decoder(tmp_path / "mine.safetensors", layer="pool1")
+    assert info.training["steps"] == 2 and info.encoder["weights"] == "imagenet"
+    cli.handle(parser.parse_args(argv))  # the second time it is read from the cache
+    assert "already trained" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="pooling layer"):
+        cli.handle(parser.parse_args(["train-decoder", "--layer", "conv3_1"]))
