@@ -71,9 +71,9 @@ __all__ = [
 ]
 
 ERROR_DEFINITION = (
-    "||x_hat - x|| / ||x||, x the original photo and x_hat the decoder's output, both in the "
-    "network's input space (VGG16: BGR, 0-255, Caffe mean subtracted), per photo, then "
-    "the mean over photos"
+    "||x_hat - x|| / ||x||, x the original photo and x_hat its reconstruction (in Table 4 "
+    "and Figures 4-5 the decoder's output), both in the network's input space (VGG16: BGR, "
+    "0-255, Caffe mean subtracted), per photo, then the mean over photos"
 )
 
 #: The rows of Table 4 (image space) and of Figures 4 and 5, in order.
