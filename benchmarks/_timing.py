@@ -265,3 +265,38 @@ def machine_line(m: dict[str, Any]) -> str:
         + f"\nload average (1 min): {_fmt_load(m.get('load_average_1m_at_start'))} at start, "
         f"{_fmt_load(m.get('load_average_1m'))} at end, on {m['cpu_count']} cores"
     )
+
+
+def bench_main(
+    name: str,
+    doc: str,
+    run: Callable[[str, bool], dict],
+    render: Callable[[dict], str],
+    argv: list[str] | None = None,
+    *,
+    quick_help: str = "a smaller, faster run",
+    device_option: bool = True,
+) -> int:
+    """The command line every benchmark module shares: ``[--device D] [--json OUT]
+    [--quick]``; prints the rendered figures, writes the JSON when asked."""
+    import argparse
+    import json
+    import sys
+
+    parser = argparse.ArgumentParser(prog=name, description=doc.split("\n\n")[0])
+    if device_option:
+        parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    parser.add_argument("--json", metavar="OUT.json", help="also write the figures as JSON")
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    args = parser.parse_args(argv)
+    try:
+        result = run(getattr(args, "device", "cpu"), args.quick)
+    except (ValueError, RuntimeError) as exc:
+        print(f"{name}: error: {exc}", file=sys.stderr)
+        return 1
+    print(render(result))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump(result, fh, indent=2)
+            fh.write("\n")
+    return 0

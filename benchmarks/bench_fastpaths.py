@@ -27,8 +27,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import sys
 from dataclasses import asdict, dataclass
@@ -36,7 +34,14 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from _timing import calibrate, machine_info, machine_line, measure_interleaved, paired_ratio
+from _timing import (
+    bench_main,
+    calibrate,
+    machine_info,
+    machine_line,
+    measure_interleaved,
+    paired_ratio,
+)
 
 from cnninv.operators import ConvOperator, _compute_layout
 from cnninv.sparsity import _model_sparse, max_pool_switches, num_blocks
@@ -242,17 +247,15 @@ def render(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--json", metavar="OUT.json", help="also write the figures as JSON")
-    parser.add_argument("--quick", action="store_true", help="the two small cases only")
-    args = parser.parse_args(argv)
-    result = run("cpu", args.quick)
-    print(render(result))
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump(result, fh, indent=2)
-            fh.write("\n")
-    return 0
+    return bench_main(
+        "bench_fastpaths",
+        __doc__,
+        run,
+        render,
+        argv,
+        quick_help="the two small cases only",
+        device_option=False,
+    )
 
 
 if __name__ == "__main__":

@@ -36,9 +36,7 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import copy
-import json
 import math
 import sys
 from dataclasses import asdict, dataclass
@@ -48,6 +46,7 @@ import numpy as np
 import torch
 from _timing import (
     Laps,
+    bench_main,
     calibrate,
     machine_info,
     machine_line,
@@ -438,22 +437,9 @@ def render(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    parser.add_argument("--json", metavar="OUT.json", help="also write the figures as JSON")
-    parser.add_argument("--quick", action="store_true", help="fewer repeats and batches")
-    args = parser.parse_args(argv)
-    try:
-        result = run(args.device, args.quick)
-    except (ValueError, RuntimeError) as exc:
-        print(f"bench_iht: error: {exc}", file=sys.stderr)
-        return 1
-    print(render(result))
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump(result, fh, indent=2)
-            fh.write("\n")
-    return 0
+    return bench_main(
+        "bench_iht", __doc__, run, render, argv, quick_help="fewer repeats and batches"
+    )
 
 
 if __name__ == "__main__":

@@ -18,14 +18,20 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import copy
-import json
 import sys
 from dataclasses import asdict, dataclass
 
 import torch
-from _timing import Laps, calibrate, machine_info, machine_line, measure_interleaved, paired_ratio
+from _timing import (
+    Laps,
+    bench_main,
+    calibrate,
+    machine_info,
+    machine_line,
+    measure_interleaved,
+    paired_ratio,
+)
 
 from cnninv._checks import resolve_device
 from cnninv.operators import ConvOperator, _compute_layout
@@ -262,22 +268,9 @@ def render(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    parser.add_argument("--json", metavar="OUT.json", help="also write the figures as JSON")
-    parser.add_argument("--quick", action="store_true", help="conv5, batch 8 only")
-    args = parser.parse_args(argv)
-    try:
-        result = run(args.device, args.quick)
-    except (ValueError, RuntimeError) as exc:
-        print(f"bench_roofline: error: {exc}", file=sys.stderr)
-        return 1
-    print(render(result))
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump(result, fh, indent=2)
-            fh.write("\n")
-    return 0
+    return bench_main(
+        "bench_roofline", __doc__, run, render, argv, quick_help="conv5, batch 8 only"
+    )
 
 
 if __name__ == "__main__":

@@ -21,8 +21,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
-import json
 import subprocess
 import sys
 import tempfile
@@ -32,7 +30,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from _timing import calibrate, machine_info, machine_line, measure
+from _timing import bench_main, calibrate, machine_info, machine_line, measure
 
 from cnninv._checks import resolve_device
 from cnninv.operators import ConvOperator
@@ -309,22 +307,9 @@ def render(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    parser.add_argument("--json", metavar="OUT.json", help="also write the figures as JSON")
-    parser.add_argument("--quick", action="store_true", help="fig3 only, fewer points")
-    args = parser.parse_args(argv)
-    try:
-        result = run(args.device, args.quick)
-    except (ValueError, RuntimeError) as exc:
-        print(f"bench_scale: error: {exc}", file=sys.stderr)
-        return 1
-    print(render(result))
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump(result, fh, indent=2)
-            fh.write("\n")
-    return 0
+    return bench_main(
+        "bench_scale", __doc__, run, render, argv, quick_help="fig3 only, fewer points"
+    )
 
 
 if __name__ == "__main__":

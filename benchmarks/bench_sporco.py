@@ -42,11 +42,9 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import copy
 import io
-import json
 import sys
 import time
 import warnings
@@ -56,7 +54,14 @@ from typing import Any
 import numpy as np
 import torch
 from _lasso_problem import REL_TARGET, Problem, cnninv_iters_to, make_problem, objective64
-from _timing import calibrate, machine_info, machine_line, measure_interleaved, paired_ratio
+from _timing import (
+    bench_main,
+    calibrate,
+    machine_info,
+    machine_line,
+    measure_interleaved,
+    paired_ratio,
+)
 
 from cnninv._checks import resolve_device
 from cnninv.recovery import fista
@@ -469,22 +474,7 @@ def render(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    parser.add_argument("--json", metavar="OUT.json", help="also write the figures as JSON")
-    parser.add_argument("--quick", action="store_true", help="a small size only")
-    args = parser.parse_args(argv)
-    try:
-        result = run(args.device, args.quick)
-    except (ValueError, RuntimeError) as exc:
-        print(f"bench_sporco: error: {exc}", file=sys.stderr)
-        return 1
-    print(render(result))
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump(result, fh, indent=2)
-            fh.write("\n")
-    return 0
+    return bench_main("bench_sporco", __doc__, run, render, argv, quick_help="a small size only")
 
 
 if __name__ == "__main__":
