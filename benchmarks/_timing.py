@@ -20,6 +20,7 @@ kernels, not their launch.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import statistics
@@ -300,3 +301,16 @@ def bench_main(
             json.dump(result, fh, indent=2)
             fh.write("\n")
     return 0
+
+
+@contextlib.contextmanager
+def strict_float32():
+    """float32 means float32: no TF32 in CUDA matmuls or convolutions while inside,
+    previous settings restored on exit. Benchmarks run under ``inference_mode`` too."""
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        with torch.inference_mode():
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved

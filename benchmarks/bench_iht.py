@@ -52,6 +52,7 @@ from _timing import (
     machine_line,
     measure_interleaved,
     paired_ratio,
+    strict_float32,
 )
 
 from cnninv._checks import resolve_device
@@ -338,14 +339,8 @@ def run(device: str = "cpu", quick: bool = False, config: Config | None = None) 
     cfg = config if config is not None else Config.make(device, quick)
     dev = resolve_device(cfg.device)
     load_start = machine_info(dev).get("load_average_1m")
-    # float32 means float32: no TF32 in the convolutions or the dense matmul on CUDA
-    tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    try:
-        with torch.inference_mode():
-            settings = {s.name: bench_setting(cfg, s, dev) for s in cfg.settings}
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
+    with strict_float32():
+        settings = {s.name: bench_setting(cfg, s, dev) for s in cfg.settings}
     return {
         "benchmark": "iht",
         "config": asdict(cfg),

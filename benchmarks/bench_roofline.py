@@ -31,6 +31,7 @@ from _timing import (
     machine_line,
     measure_interleaved,
     paired_ratio,
+    strict_float32,
 )
 
 from cnninv._checks import resolve_device
@@ -185,15 +186,10 @@ def run(device: str = "cpu", quick: bool = False, config: Config | None = None) 
     cfg = config if config is not None else Config.make(device, quick)
     dev = resolve_device(cfg.device)
     load_start = machine_info(dev).get("load_average_1m")
-    tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    try:
-        with torch.inference_mode():
-            gen = torch.Generator(device=dev).manual_seed(cfg.seed)
-            a = torch.randn((cfg.matmul_n, cfg.matmul_n), generator=gen, device=dev)
-            rows = [r for layer in cfg.layers for r in bench_layer(cfg, layer, dev, a)]
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
+    with strict_float32():
+        gen = torch.Generator(device=dev).manual_seed(cfg.seed)
+        a = torch.randn((cfg.matmul_n, cfg.matmul_n), generator=gen, device=dev)
+        rows = [r for layer in cfg.layers for r in bench_layer(cfg, layer, dev, a)]
     return {
         "benchmark": "roofline",
         "config": asdict(cfg),
