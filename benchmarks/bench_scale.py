@@ -114,7 +114,7 @@ def _child(cmd: list[str]) -> dict[str, Any]:
 
 def bench_memory(cfg: Config, device: torch.device) -> dict[str, Any]:
     py = sys.executable
-    base = _child([py, "-c", "import torch, cnninv.experiments, cnninv.networks"])
+    base = _child([py, "-c", "import torch, cnninv.experiments, cnninv.models"])
     runs = {}
     with tempfile.TemporaryDirectory(prefix="cnninv-bench-") as tmp:
         for name in cfg.experiments:

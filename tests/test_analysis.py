@@ -10,11 +10,12 @@ from cnninv.analysis import (
     activation_sparsity,
     filter_coherence,
     k_for_fraction,
-    pool_conv_pairs,
+    next_layer,
     reconstruct_activation,
-    relative_error,
 )
 from cnninv.experiments import get, make_config
+from cnninv.metrics import relative_error
+from cnninv.models import build_model, pool_conv_pairs
 from cnninv.operators import ConvOperator
 from cnninv.recovery import iht
 from cnninv.sparsity import model_sparse
@@ -81,8 +82,35 @@ def test_reconstruct_activation_is_one_iht_step_rescaled():
 
 
 def test_pool_conv_pairs():
-    order = ["conv1_1", "relu1_1", "pool1", "conv2_1", "pool2", "conv3_1", "pool3"]
-    assert pool_conv_pairs(order) == [("pool1", "conv2_1"), ("pool2", "conv3_1")]
+    stack = nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(4, 4, 3), nn.ReLU(),
+        nn.MaxPool2d(2), nn.Conv2d(4, 4, 3), nn.ReLU(), nn.MaxPool2d(2),
+    )  # fmt: skip
+    assert pool_conv_pairs(stack) == [("pool1", "conv2_1"), ("pool2", "conv3_1")]
+    assert pool_conv_pairs(build_model("alexnet")) == [("pool1", "conv2"), ("pool2", "conv3")]
+
+
+def test_next_layer_measures_the_density_of_the_next_relu():
+    """The one place that turns a pooled activation into (next conv, W, density, k):
+    checked against the conv and ReLU applied by hand."""
+    torch.manual_seed(0)
+    stack = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(4, 6, 3, padding=1), nn.ReLU(),
+    )  # fmt: skip
+    f = torch.relu(torch.randn(3, 4, 8, 8))
+    nxt = next_layer(stack, "pool1", f, pool=2)
+    with torch.no_grad():
+        density = float((torch.relu(stack[3](f)) != 0).double().mean())
+    assert nxt.conv_name == "conv2_1" and nxt.density == pytest.approx(density)
+    assert nxt.k == k_for_fraction(density, (6, 8, 8), 2)
+    norms = nxt.W.weight.flatten(1).norm(dim=1)
+    torch.testing.assert_close(norms, torch.ones(6))  # unit-norm filters
+    assert next_layer(stack, "pool1", f, batch_size=1).density == pytest.approx(density)
+    rnd = nxt.operator("random", torch.Generator().manual_seed(0))
+    assert rnd.weight.shape == nxt.W.weight.shape and not torch.equal(rnd.weight, nxt.W.weight)
+    with pytest.raises(ValueError, match="filters"):
+        nxt.operator("magic")
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +143,13 @@ def test_coherence_experiment_on_random_alexnet():
     r = _run("table6")
     assert set(r["layers"]) == {"conv1", "conv2", "conv3", "conv4", "conv5"}
     assert r["layers"]["conv1"]["stride"] == 4 and r["layers"]["conv1"]["learned_noshift"] is None
-    assert r["layers"]["conv5"]["paper_random"] == 0.1026
+    # the Gaussian column is the coherence of Gaussian filters of the layer's shape
+    c5 = r["layers"]["conv5"]
+    assert c5["filter_shape"] == [256, 256, 3, 3]
+    g = torch.Generator().manual_seed(r["config"]["seed"] + 4)
+    gaussian = torch.randn(256, 256, 3, 3, generator=g, dtype=torch.float64)
+    assert c5["random_noshift"] == pytest.approx(coherence(gaussian))
+    assert 0 < c5["random_noshift"] <= c5["random_shift"] < 1
 
 
 def test_fig3_on_random_alexnet(photo_dir):

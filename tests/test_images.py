@@ -8,8 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from cnninv.data import default_images, imagenet_label, load_images, to_display
-from cnninv.networks import CAFFE_BGR, TORCHVISION_RGB, InputConvention
+from cnninv.data import (
+    CAFFE_BGR,
+    TORCHVISION_RGB,
+    InputConvention,
+    default_images,
+    imagenet_label,
+    load_images,
+    to_display,
+)
 
 Image = pytest.importorskip("PIL.Image")
 
@@ -54,7 +61,7 @@ def test_preprocessing_roundtrip(tmp_path, photo, convention):
     torch.testing.assert_close(back[0], want, rtol=0, atol=1e-5)
     torch.testing.assert_close(to_display(x[0], convention), want, rtol=0, atol=1e-5)
     chw = want.permute(2, 0, 1)
-    torch.testing.assert_close(convention.denormalize(convention.normalize(chw)), chw)
+    torch.testing.assert_close(convention.to_rgb(convention.to_input(chw)), chw)
 
 
 def test_caffe_convention_is_bgr_0_255_minus_mean(tmp_path):

@@ -12,6 +12,8 @@ import pytest
 import torch
 from torch import nn
 
+from cnninv.data import CAFFE_BGR
+from cnninv.data.photos import file_sha256, held_out_photos, photo_split
 from cnninv.inversion import (
     Decoder,
     DecoderInfo,
@@ -23,16 +25,15 @@ from cnninv.inversion import (
     image_metrics,
     invert,
     load_decoder,
-    photo_split,
     pool_channels,
     save_decoder,
     train_decoder,
 )
-from cnninv.inversion.decoder import default_widths, layer_index, vgg_layer_names
-from cnninv.inversion.methods import deconvnet, iht_activation, next_conv
-from cnninv.inversion.training import file_sha256, held_out_photos
-from cnninv.networks import CAFFE_BGR, VGG16_LAYERS, LoadedNetwork
+from cnninv.inversion.decoder import default_widths, features_of, layer_index
+from cnninv.inversion.methods import deconvnet, iht_activation
+from cnninv.models import VGG16_LAYERS, LoadedNetwork, block_names, next_conv
 from cnninv.operators import ConvOperator
+from cnninv.sparsity import model_sparse
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -95,16 +96,16 @@ def images(n: int = 2, size: int = 16, seed: int = 0) -> torch.Tensor:
     rgb = torch.nn.functional.interpolate(
         torch.rand(n, 3, 4, 4, generator=g), size=(size, size), mode="bilinear"
     )
-    return CAFFE_BGR.normalize(rgb)
+    return CAFFE_BGR.to_input(rgb)
 
 
 # --------------------------------------------------------------------------- encoder
 def test_layer_names_are_vgg16s():
-    from cnninv.networks.models import VGG16
+    from cnninv.models import VGG16
 
     with torch.device("meta"):
         model = VGG16()
-    names = vgg_layer_names(model)
+    names = block_names(features_of(model))
     expected = {k: v for k, v in VGG16_LAYERS.items() if v.startswith("features.")}
     assert {n: f"features.{i}" for i, n in enumerate(names)} == expected
     assert pool_channels(model, "pool4") == [64, 128, 256, 512]
@@ -222,6 +223,39 @@ def test_held_out_photos_never_in_training(tmp_path):
     assert held_out_photos() == split.held_out
 
 
+def test_a_missing_default_photo_source_is_said(monkeypatch):
+    """The training set does not silently depend on what is installed: a missing source
+    of the documented default is named in a warning and in the split."""
+    from cnninv.data import photos as photos_module
+
+    real = photos_module._package_dir
+    monkeypatch.setattr(
+        photos_module, "_package_dir", lambda name: None if name == "matplotlib" else real(name)
+    )
+    with pytest.warns(UserWarning, match="matplotlib"):
+        split = photos_module.photo_split()
+    assert split.missing and "matplotlib" in split.missing[0]
+    assert not any("grace_hopper" in str(p) for p in split.train)
+
+
+def test_the_cache_key_holds_the_photos_contents(photos, tmp_path):
+    """Two training sets with the same file names but other contents are other decoders."""
+    from cnninv.inversion import decoder_path
+
+    train, _ = photos
+    twin = tmp_path / "twin"
+    twin.mkdir()
+    for i, p in enumerate(train):  # same names, contents of another photo
+        shutil.copyfile(train[(i + 1) % len(train)], twin / p.name)
+    other = sorted(twin.iterdir())
+    assert [p.name for p in other] == [p.name for p in train]
+    net, config = toy_net(), tiny_config()
+    assert decoder_path(net, config, tmp_path, train) != decoder_path(net, config, tmp_path, other)
+    assert decoder_path(net, config, tmp_path, train) == decoder_path(
+        net, config, tmp_path, list(train)
+    )
+
+
 def test_training_refuses_a_held_out_photo(photos, tmp_path):
     train, held = photos
     shutil.copyfile(held[0], tmp_path / "copy.png")
@@ -236,7 +270,8 @@ def test_training_refuses_a_held_out_photo(photos, tmp_path):
 def test_crops_of_the_encoded_photos_carry_the_right_switches():
     """Training crops are cut from the photos' encodings: the activation and every pool's
     switches of a crop are those of the full photo there (brute-force check)."""
-    from cnninv.inversion.training import _encode_bank, _sample_batch, _step_generator
+    from cnninv.inversion.training import _encode_bank, _sample_batch
+    from cnninv.training import step_generator as _step_generator
 
     net = toy_net()
     x = images(3, 32, seed=1)
@@ -394,12 +429,25 @@ def test_invert_every_method():
     net = toy_net()
     x = images(2, 16)
     dec, _ = make_decoder(net, "pool2")
-    for method in ("decoder", "iht", "deconvnet", "optimize"):
-        inv = invert(
+    got = {
+        method: invert(
             net, x, "pool2", method, decoder=dec, iters=3 if method == "optimize" else None
         )
-        assert inv.x_hat.shape == x.shape and torch.isfinite(inv.x_hat).all()
-        assert inv.seconds >= 0
+        for method in ("decoder", "iht", "deconvnet", "optimize")
+    }
+    enc = encode(net.model, x, "pool2")
+    with torch.no_grad():
+        # decoder: the decoder on the encoder's own activation and switches
+        torch.testing.assert_close(got["decoder"].x_hat, dec(enc.f, enc.switches, enc.sizes))
+        # iht: the decoder on W^T M(W f, k), W = conv3_1's unit-norm filters, rescaled to ||f||
+        conv = net.model.features[8]
+        W = ConvOperator.from_conv(conv, enc.f.shape[-2:]).unit_norm_filters()
+        k = got["iht"].info["k"]
+        raw = W.T(model_sparse(W(enc.f), k, 2).code)
+        f_hat = raw * (enc.f.flatten(1).norm(dim=1) / raw.flatten(1).norm(dim=1)).view(-1, 1, 1, 1)
+        want = dec(f_hat, enc.switches, enc.sizes)
+    torch.testing.assert_close(got["iht"].x_hat, want, rtol=1e-4, atol=1e-3)
+    assert got["optimize"].x_hat.shape == x.shape  # its behaviour: test_optimize_… below
     with pytest.raises(ValueError, match="method must be one of"):
         invert(net, x, "pool2", "magic")
     with pytest.raises(ValueError, match="needs the pool2 decoder"):
@@ -422,8 +470,8 @@ def test_optimize_reduces_the_feature_error_and_is_seeded():
     errs = a.info["feature_error_by_iter"]
     assert errs[-1] < 0.5 * errs[0]
     assert torch.equal(a.x_hat, b.x_hat)
-    lo = CAFFE_BGR.normalize(torch.zeros(3, 1, 1))
-    hi = CAFFE_BGR.normalize(torch.ones(3, 1, 1))
+    lo = CAFFE_BGR.to_input(torch.zeros(3, 1, 1))
+    hi = CAFFE_BGR.to_input(torch.ones(3, 1, 1))
     assert (a.x_hat >= lo - 1e-3).all() and (a.x_hat <= hi + 1e-3).all()
     with pytest.raises(ValueError, match="iters"):
         OptimizeOptions(iters=0)
@@ -437,8 +485,8 @@ def test_image_metrics_against_direct_formulas():
     m = image_metrics(noisy, x, CAFFE_BGR)
     rel = (noisy - x).flatten(1).norm(dim=1) / x.flatten(1).norm(dim=1)
     assert np.allclose(m["relative_error"], rel.tolist(), rtol=1e-5)
-    a = CAFFE_BGR.denormalize(noisy).clamp(0, 1)[0].permute(1, 2, 0).double().numpy()
-    b = CAFFE_BGR.denormalize(x).clamp(0, 1)[0].permute(1, 2, 0).double().numpy()
+    a = CAFFE_BGR.to_rgb(noisy).clamp(0, 1)[0].permute(1, 2, 0).double().numpy()
+    b = CAFFE_BGR.to_rgb(x).clamp(0, 1)[0].permute(1, 2, 0).double().numpy()
     assert m["psnr"][0] == pytest.approx(10 * np.log10(1 / np.mean((a - b) ** 2)), rel=1e-4)
     assert m["ssim"][0] == pytest.approx(
         structural_similarity(b, a, channel_axis=-1, data_range=1.0), rel=1e-6
@@ -456,19 +504,34 @@ TINY = dict(
 
 def test_experiments_and_their_sections(tmp_path):
     from cnninv.experiments import inversion_baselines, inversion_figs, table4_image
-    from cnninv.report.inversion import INVERSION_SECTIONS
+    from cnninv.report import SECTIONS
 
     common = dict(TINY, cache=str(tmp_path))
     r = table4_image.run(table4_image.Config(**common))
     row = r["layers"]["pool1"]
     for key in ("original_activation", "iht_learned", "iht_random", "random_activations"):
         assert np.isfinite(row[key])
-    assert row["paper_learned"] == 0.423 and "input space" in r["error_definition"]
     assert row["decoder"]["trained_in_this_run"]
+    # row (b) recomputed by hand: the cached decoder on the photo's own activation
+    from cnninv.data import load_images
+    from cnninv.data.photos import held_out_photos
+    from cnninv.inversion import image_metrics as metrics_of
+    from cnninv.models import load_network
+
+    net = load_network("vgg16", "imagenet", features_only=True)
+    x, _ = load_images(held_out_photos()[:1], net.convention, size=32)
+    train = table4_image.Config(**common).train_config("pool1")
+    dec, _, _ = get_decoder(net, train, cache=tmp_path)
+    enc = encode(net.model, x, "pool1")
+    with torch.no_grad():
+        want = metrics_of(dec(enc.f, enc.switches, enc.sizes), x, net.convention)
+    assert row["original_activation"] == pytest.approx(want["relative_error"][0], rel=1e-5)
     json.dumps(r)
     f4 = inversion_figs.run(inversion_figs.Fig4Config(**common))
     assert f4["experiment"] == "fig4"
-    assert set(f4["layers"]["pool1"]["pictures"]) == set(table4_image.ROWS)
+    # the same photo, decoder and seed give Figure 4 the errors of Table 4
+    for name, errors in f4["layers"]["pool1"]["errors"].items():
+        assert errors == pytest.approx(row["per_image"][name], rel=1e-6)
     assert not f4["layers"]["pool1"]["decoder"]["trained_in_this_run"]  # from the cache
     f5 = inversion_figs.run(inversion_figs.Fig5Config(**common))
     assert f5["experiment"] == "fig5"
@@ -476,7 +539,7 @@ def test_experiments_and_their_sections(tmp_path):
     assert set(base["layers"]["pool1"]) == {"decoder", "iht", "optimize", "deconvnet"}
     for name, result in (("table4-image", r), ("fig4", f4), ("fig5", f5),
                          ("inversion-baselines", base)):  # fmt: skip
-        section = INVERSION_SECTIONS[name](json.loads(json.dumps(result)))
+        section = SECTIONS[name](json.loads(json.dumps(result)))
         assert section.tables and section.figures
         assert all(png[:4] == b"\x89PNG" for png in section.figures.values())
 
@@ -491,7 +554,7 @@ def test_experiment_configs_are_checked():
 
 
 def _parser():
-    from cnninv.inversion import cli
+    from cnninv.cli import inversion as cli
 
     parser = argparse.ArgumentParser()
     cli.add_parsers(parser.add_subparsers(dest="command", required=True))
@@ -524,7 +587,7 @@ def test_cli_invert_writes_pictures_and_json(tmp_path):
 
 def test_cli_refuses_a_decoder_file_of_another_layer(tmp_path):
     from cnninv.data import default_images
-    from cnninv.networks import load_network
+    from cnninv.models import load_network
 
     net = load_network("vgg16", "imagenet", features_only=True)
     dec = Decoder(pool_channels(net.model, "pool1"), (2,), 255.0)

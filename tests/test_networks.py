@@ -11,13 +11,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnninv.networks import (
-    CAFFE_BGR,
-    PAPER_TABLE2_VGG16,
-    TORCHVISION_RGB,
+from cnninv.data import CAFFE_BGR, TORCHVISION_RGB, InputConvention
+from cnninv.experiments.paper import TABLE2_VGG16
+from cnninv.models import (
     VGG16,
     AlexNet,
-    InputConvention,
     build_model,
     capture,
     conv_layer,
@@ -107,7 +105,7 @@ def test_paper_layer_names():
                 assert isinstance(named_layer(model, name), nn.Linear)
     assert qualified_name(vgg, "conv5_3") == "features.28"
     assert qualified_name(alex, "pool5") == "features.12"
-    assert [lab for lab, _ in sparsity_layers(vgg)] == list(PAPER_TABLE2_VGG16)
+    assert [lab for lab, _ in sparsity_layers(vgg)] == list(TABLE2_VGG16)
     with pytest.raises(ValueError, match="conv6_1"):
         named_layer(vgg, "conv6_1")
     with pytest.raises(ValueError, match="name"):
@@ -131,8 +129,10 @@ def test_layer_names_of_a_torchvision_like_model():
         model = TorchvisionVGG()
     assert conv_layer_names(model) == VGG16_CONVS
     assert named_layer(model, "pool4") is model.features[23]
+    # a VGG-style stack gets VGG's block names; anything else has no paper names
+    assert layer_names(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())) == ["conv1_1", "relu1_1"]
     with pytest.raises(ValueError, match="paper layer names"):
-        layer_names(nn.Sequential(nn.Conv2d(3, 4, 3)))
+        layer_names(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)))
 
 
 def test_layer_input_sizes():
@@ -265,14 +265,13 @@ def test_keras_h5_vgg16(tmp_path, vgg_convs):
     vgg = _meta(VGG16)
     with h5py.File(path, "w") as f:
         root = f.create_group("model_weights")
-        for i, name in enumerate(VGG16_CONVS):
+        for name in VGG16_CONVS:
             q = qualified_name(vgg, name)
             block, conv = name[4:].split("_")
             keras = f"block{block}_conv{conv}"
             g = root.create_group(f"{keras}/{keras}")
             g["kernel:0"] = vgg_convs[f"{q}.weight"].permute(2, 3, 1, 0).numpy()
             g["bias:0"] = vgg_convs[f"{q}.bias"].numpy()
-            assert i < 13
         # a classifier layer, ignored without a classifier
         root["predictions/predictions/kernel:0"] = np.zeros((4096, 10), dtype=np.float32)
         root["predictions/predictions/bias:0"] = np.zeros(10, dtype=np.float32)
@@ -558,7 +557,7 @@ def test_embedded_imagenet_vgg16():
     from onnx.reference import ReferenceEvaluator
 
     from cnninv.data import default_images, load_images
-    from cnninv.networks import embedded_vgg16_path
+    from cnninv.models import embedded_vgg16_path
 
     net = load_network("vgg16", features_only=True)
     assert net.weights == "imagenet" and net.convention == CAFFE_BGR
@@ -592,7 +591,7 @@ def test_embedded_imagenet_vgg16():
     x, _ = load_images(default_images()[:8], net.convention)
     acts = capture(net.model, x, [layer for _, layer in pairs])
     learned = {label: nonzero_percent(acts[layer]) for label, layer in pairs}
-    for label, paper in PAPER_TABLE2_VGG16.items():
+    for label, paper in TABLE2_VGG16.items():
         assert abs(learned[label] - paper) < 6.0, (label, learned[label], paper)
     assert learned["conv5_3"] < 12.0
     rnd = load_network("vgg16", "random", seed=0, features_only=True)

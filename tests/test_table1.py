@@ -19,17 +19,17 @@ from cnninv.classify.data import (
     split_indices,
     write_idx,
 )
-from cnninv.classify.models import RandomCNN, arch_name, trainable_parameters
+from cnninv.classify.models import ConvClassifier, arch_name, trainable_parameters
 from cnninv.classify.train import (
     _model,
     config_key,
     evaluate_test,
-    load_checkpoint,
     make_spec,
     train_config,
 )
 from cnninv.experiments import table1
 from cnninv.io import to_jsonable
+from cnninv.training import load_checkpoint
 
 try:
     import distributed  # noqa: F401
@@ -221,26 +221,25 @@ def test_validation_split_is_seeded_and_disjoint():
 
 
 def test_architecture_names_are_the_papers():
-    assert RandomCNN(1, 2048, 3, in_channels=3).arch == "(2048)3c-2pmax-4pave"
-    assert RandomCNN(2, 8, 5, in_channels=3).arch == "(8)5c-2pmax-(8)5c-2pmax-2pave"
-    for variant, by_depth in table1.PAPER["arch"].items():
-        assert variant in ("random", "learned")
+    assert ConvClassifier(1, 2048, 3, in_channels=3).arch == "(2048)3c-2pmax-4pave"
+    assert ConvClassifier(2, 8, 5, in_channels=3).arch == "(8)5c-2pmax-(8)5c-2pmax-2pave"
+    for by_depth in table1.PAPER["arch"].values():
         for depth, name in by_depth.items():
             widths = [int(p.split(")")[0][1:]) for p in name.split("-") if p.startswith("(")]
             assert arch_name(widths, [3] * int(depth)) == name
     with pytest.raises(ValueError, match="kernel_size must be odd"):
-        RandomCNN(1, 4, 4)
+        ConvClassifier(1, 4, 4)
     with pytest.raises(ValueError, match="variant must be one of"):
-        RandomCNN(1, 4, 3, variant="frozen")
+        ConvClassifier(1, 4, 3, variant="frozen")
 
 
 def test_random_filters_are_gaussian_and_frozen():
-    model = RandomCNN(2, 64, 5, in_channels=3, variant="random", seed=0)
+    model = ConvClassifier(2, 64, 5, in_channels=3, variant="random", seed=0)
     w = model.features[1].conv.weight
     assert not w.requires_grad and abs(float(w.std()) - 1) < 0.01 and abs(float(w.mean())) < 0.01
     frozen = {id(b.conv.weight) for b in model.features}
     assert frozen.isdisjoint(id(p) for p in trainable_parameters(model))
-    learned = RandomCNN(2, 64, 5, in_channels=3, variant="learned", seed=0)
+    learned = ConvClassifier(2, 64, 5, in_channels=3, variant="learned", seed=0)
     assert all(p.requires_grad for p in learned.parameters())
     assert (
         abs(float(learned.features[1].conv.weight.detach().std()) - (2 / (64 * 25)) ** 0.5) < 0.005
@@ -360,7 +359,7 @@ def test_sweep_result(sweep):
             )
             assert row[f"{variant}_val"] == best
             assert row[f"{variant}_arch"].startswith(f"({row[f'{variant}_width']})3c-2pmax")
-    assert r["paper"]["accuracy"]["learned"]["3"] == 0.893
+    assert set(r["paper"]["accuracy"]["learned"]) >= set(r["depths"])  # paper beside ours
     assert "not comparable number for number" in r["paper_note"]
     assert "smaller than the paper's" in r["width_note"]
     assert r["n_train"] == 160 and r["n_val"] == 60 and r["n_test"] == 100

@@ -6,4 +6,6 @@ one iteration of model-based IHT (:mod:`cnninv.recovery`); :mod:`cnninv.theory` 
 paper's theorems and the empirical quantities that check them.
 """
 
-__version__ = "0.1.0"
+from cnninv._version import __version__
+
+__all__ = ["__version__"]

@@ -400,6 +400,8 @@ class ConvOperator(torch.nn.Module):
         w = self.weight / norms.view(-1, *([1] * (self.ndim + 1)))
         return ConvOperator(w, self.input_size, self.stride, self.padding)
 
+    unit_norm_filters = normalized  # TEMPORARY: the core branch renames normalized()
+
     def norm_sq(self, n_iter: int = 50, tol: float = 1e-6, seed: int | None = 0) -> float:
         r""":math:`\|\mathbf W\|_2^2` by the power method on :math:`\mathbf W^T\mathbf W`."""
         gen = make_generator(seed, None, self.weight.device)

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from cnninv.experiments.registry import REGISTRY, get, make_config
+from cnninv.experiments.registry import REGISTRY, get, make_config, run_experiment
 from cnninv.io import atomic_write_json
 from cnninv.report import build_report, render_experiment
 
@@ -44,7 +44,7 @@ def reproduce(
     written: list[Path] = []
     for name, config in configs.items():
         log(f"[cnninv] {name}: {REGISTRY[name].title}")
-        result = REGISTRY[name].run(config, progress=progress)
+        result = run_experiment(name, config, progress=progress)
         written.append(atomic_write_json(out / REGISTRY[name].json_name, result))
         written += render_experiment(name, result, out)
         log(f"[cnninv] {name}: done in {result.get('elapsed_s', 0):.1f} s -> {written[-1]}")
@@ -69,11 +69,10 @@ def analyze(
     model-RIP, Table 4's activation reconstruction) for ``model`` — ``"vgg16"``,
     ``"alexnet"`` or a weights file — with ``weights`` (``"imagenet"``, ``"random"`` or a
     file; default: the learned weights) on ``images`` (a folder; default the 20 photos)."""
-    from cnninv.networks import load_network
+    from cnninv.models import is_weights_file, load_network
 
-    path_given = Path(model).suffix != "" or Path(model).exists()
     if weights is None:
-        weights = "file" if path_given else "imagenet"
+        weights = "file" if is_weights_file(model) else "imagenet"
     arch = load_network(
         model, None if weights == "file" else weights, seed=seed, features_only=True
     ).name

@@ -11,13 +11,13 @@
 """
 
 from cnninv.classify.data import ImageData, load_dataset, read_idx, split_indices, write_idx
-from cnninv.classify.models import VARIANTS, RandomCNN, arch_name, trainable_parameters
+from cnninv.classify.models import VARIANTS, ConvClassifier, arch_name, trainable_parameters
 from cnninv.classify.train import config_key, evaluate_test, make_spec, train_config
 
 __all__ = [
     "VARIANTS",
+    "ConvClassifier",
     "ImageData",
-    "RandomCNN",
     "arch_name",
     "config_key",
     "evaluate_test",

@@ -14,7 +14,7 @@ CIFAR-10 (the paper's)
     which builds nothing but plain containers and NumPy arrays and refuses any other
     global (a pickle can otherwise run arbitrary code).
 
-Images stay ``uint8`` (N×C×32×32) in memory; :func:`normalise` makes float batches with
+Images stay ``uint8`` (N×C×32×32) in memory; :func:`standardise` makes float batches with
 the per-channel mean and standard deviation of the training split.
 
 >>> import numpy as np, tempfile, os
@@ -56,10 +56,10 @@ __all__ = [
     "load_cifar10",
     "load_dataset",
     "load_fashion_mnist",
-    "normalise",
     "read_cifar_batch",
     "read_idx",
     "split_indices",
+    "standardise",
     "write_idx",
 ]
 
@@ -384,7 +384,7 @@ def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return mean.float(), std.float()
 
 
-def normalise(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+def standardise(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
     """uint8 images to float32 with zero mean and unit variance per channel."""
     xs = x.to(torch.float32) / 255.0
     return (xs - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)

@@ -25,7 +25,7 @@ Names follow the paper's notation (Table 5): ``(n)kc`` a convolution with ``n`` 
 and kernel ``k``, ``2pmax`` a 2×2 max pooling with stride 2, ``4pave`` a 4×4 average
 pooling.
 
->>> model = RandomCNN(depth=2, width=16, kernel_size=3, in_channels=1, variant="random")
+>>> model = ConvClassifier(depth=2, width=16, kernel_size=3, in_channels=1, variant="random")
 >>> model.arch
 '(16)3c-2pmax-(16)3c-2pmax-2pave'
 >>> model(torch.zeros(4, 1, 32, 32)).shape
@@ -48,7 +48,7 @@ __all__ = [
     "INPUT_SIZE",
     "VARIANTS",
     "ConvBlock",
-    "RandomCNN",
+    "ConvClassifier",
     "SeededDropout",
     "arch_name",
     "trainable_parameters",
@@ -100,22 +100,21 @@ def arch_name(
 
 
 class SeededDropout(nn.Module):
-    """Dropout whose masks come from ``self.generator`` (a :class:`torch.Generator` on the
-    input's device), so that training is reproducible and resumable without the global
-    RNG. The training loop sets the generator; with ``generator=None`` PyTorch's global
-    generator is used, as :class:`torch.nn.Dropout` does."""
+    """Dropout whose masks come from the :class:`torch.Generator` passed to ``forward`` (on
+    the input's device), so that training is reproducible and resumable without the global
+    RNG; with ``generator=None`` PyTorch's global generator is used, as
+    :class:`torch.nn.Dropout` does. The module holds no generator (no state to mutate)."""
 
     def __init__(self, p: float) -> None:
         super().__init__()
         if not 0.0 <= p < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {p!r}")
         self.p = float(p)
-        self.generator: torch.Generator | None = None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         if not self.training or self.p == 0.0:
             return x
-        keep = torch.empty_like(x).bernoulli_(1.0 - self.p, generator=self.generator)
+        keep = torch.empty_like(x).bernoulli_(1.0 - self.p, generator=generator)
         return x * keep / (1.0 - self.p)
 
     def extra_repr(self) -> str:
@@ -139,7 +138,7 @@ class ConvBlock(nn.Module):
         return self.pool(self.relu(self.bn(self.conv(x))))
 
 
-class RandomCNN(nn.Module):
+class ConvClassifier(nn.Module):
     """Table 5's classifier with ``depth`` conv blocks of ``width`` channels and kernel
     ``kernel_size``; ``variant`` ``"random"`` freezes the Gaussian filters.
 
@@ -210,9 +209,10 @@ class RandomCNN(nn.Module):
         for p in (self.classifier.weight, self.classifier.bias):
             p.copy_(torch.rand(p.shape, generator=gen, dtype=p.dtype) * 2 * bound - bound)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Class scores; ``generator`` draws the dropout masks in training mode."""
         h = self.avgpool(self.features(x))
-        return self.classifier(self.dropout(torch.flatten(h, 1)))
+        return self.classifier(self.dropout(torch.flatten(h, 1), generator))
 
 
 def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:

@@ -28,12 +28,10 @@ Checkpoints, in ``checkpoint_dir`` under :func:`config_key`:
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import math
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -45,20 +43,25 @@ from cnninv.classify.data import (
     ImageData,
     channel_stats,
     load_dataset,
-    normalise,
     split_indices,
+    standardise,
 )
-from cnninv.classify.models import RandomCNN, trainable_parameters
-from cnninv.io import atomic_write, atomic_write_json
+from cnninv.classify.models import ConvClassifier, trainable_parameters
+from cnninv.io import atomic_write_json
+from cnninv.training import (
+    cosine_lr,
+    derive_seed,
+    load_checkpoint,
+    save_checkpoint,
+    torch_threads,
+)
 
 __all__ = [
     "CHECKPOINT_VERSION",
     "IDENTITY_KEYS",
     "accuracy",
     "config_key",
-    "derive_seed",
     "evaluate_test",
-    "load_checkpoint",
     "make_spec",
     "train_config",
 ]
@@ -83,6 +86,7 @@ IDENTITY_KEYS = (
     "lr",
 )
 _OTHER_KEYS = ("device", "threads", "eval_batch_size", "checkpoint_dir")
+_RESTART = "delete it or rerun with --restart to train this configuration again"
 
 
 def make_spec(**values: Any) -> dict[str, Any]:
@@ -116,14 +120,8 @@ def config_key(spec: Mapping[str, Any]) -> str:
     return f"{spec['variant']}-d{spec['depth']}-w{spec['width']}-k{spec['kernel_size']}-{digest}"
 
 
-def derive_seed(*parts: Any) -> int:
-    """A 63-bit seed from any JSON-able parts (stable across runs and machines)."""
-    text = json.dumps(parts, sort_keys=True, default=str)
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> 1
-
-
-def _model(spec: Mapping[str, Any], data: ImageData) -> RandomCNN:
-    return RandomCNN(
+def _model(spec: Mapping[str, Any], data: ImageData) -> ConvClassifier:
+    return ConvClassifier(
         spec["depth"],
         spec["width"],
         spec["kernel_size"],
@@ -153,7 +151,7 @@ def accuracy(
     mean, std = mean.to(device), std.to(device)
     correct = 0
     for start in range(0, len(x), batch_size):
-        xb = normalise(x[start : start + batch_size].to(device), mean, std)
+        xb = standardise(x[start : start + batch_size].to(device), mean, std)
         pred = model(xb).argmax(dim=1)
         correct += int((pred == y[start : start + batch_size].to(device)).sum())
     model.train(was_training)
@@ -166,14 +164,6 @@ def _paths(spec: Mapping[str, Any]) -> tuple[Path, Path, Path]:
     return folder / f"{key}.pt", folder / f"{key}.json", folder / f"{key}.test.json"
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """A ``KEY.pt`` checkpoint, loaded with ``weights_only=True`` on the CPU."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a truncated or foreign file
-        raise ValueError(f"cannot read checkpoint {path}: {exc}") from exc
-
-
 def _read_json(path: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
@@ -181,24 +171,6 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError:
         return None  # a damaged record is redone, not trusted
-
-
-def _lr_at(step: int, total: int, lr: float) -> float:
-    """Cosine decay from ``lr`` to 0 over ``total`` steps."""
-    return 0.5 * lr * (1.0 + math.cos(math.pi * step / max(total, 1)))
-
-
-@contextlib.contextmanager
-def _torch_threads(threads: int | None) -> Iterator[None]:
-    """Torch's intra-op thread count set to ``threads`` (None: unchanged) for the block."""
-    before = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(int(threads))
-    try:
-        yield
-    finally:
-        if threads:
-            torch.set_num_threads(before)
 
 
 def _setup(spec: Mapping[str, Any]):
@@ -256,7 +228,7 @@ def train_config(
     record = _read_json(json_path)
     if record is not None and record.get("status") == "done" and record.get("key") == pt_path.stem:
         return _result(spec, record, cached=True, resumed=None)
-    with _torch_threads(spec["threads"]):
+    with torch_threads(spec["threads"]):
         return _train(spec, progress=progress, on_epoch_end=on_epoch_end)
 
 
@@ -283,7 +255,7 @@ def _train(
     }
     resumed = None
     if pt_path.is_file():
-        state = load_checkpoint(pt_path)
+        state = load_checkpoint(pt_path, restart_hint=_RESTART)
         if state.get("identity") == _identity(spec):
             model.load_state_dict(state["model"])
             optimiser.load_state_dict(state["optimizer"])
@@ -301,9 +273,7 @@ def _train(
     for epoch in range(meta["epoch"], spec["epochs"]):
         started = time.perf_counter()
         shuffle = make_generator(derive_seed("shuffle", meta["identity"], epoch))
-        model.dropout.generator = make_generator(
-            derive_seed("dropout", meta["identity"], epoch), device=device
-        )
+        dropout = make_generator(derive_seed("dropout", meta["identity"], epoch), device=device)
         order = split.train[torch.randperm(n, generator=shuffle)].to(device)
         steps = range(steps_per_epoch)
         if progress:
@@ -313,16 +283,15 @@ def _train(
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)  # no sync per step
         for i in steps:
             idx = order[i * bs : (i + 1) * bs]
-            xb = normalise(train_x[idx], mean, std)
+            xb = standardise(train_x[idx], mean, std)
             yb = train_y[idx]
             for group in optimiser.param_groups:
-                group["lr"] = _lr_at(epoch * steps_per_epoch + i, total_steps, spec["lr"])
-            loss = F.cross_entropy(model(xb), yb)
+                group["lr"] = cosine_lr(epoch * steps_per_epoch + i, total_steps, spec["lr"])
+            loss = F.cross_entropy(model(xb, dropout), yb)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
             loss_sum += loss.detach().double()
-        model.dropout.generator = None
         meta["epoch"] = epoch + 1
         meta["seconds"] += time.perf_counter() - started
         meta["history"].append(
@@ -336,7 +305,7 @@ def _train(
             "seconds": meta["seconds"],
             "history": meta["history"],
         }
-        atomic_write(pt_path, lambda p, s=state: torch.save(s, p))
+        save_checkpoint(pt_path, state)
         if meta["epoch"] < spec["epochs"]:
             atomic_write_json(json_path, meta)
         if on_epoch_end is not None:
@@ -369,7 +338,7 @@ def evaluate_test(spec: Mapping[str, Any]) -> dict[str, Any]:
     record = _read_json(json_path)
     if record is None or record.get("status") != "done" or not pt_path.is_file():
         raise ValueError(f"configuration {pt_path.stem} is not trained (no {json_path})")
-    with _torch_threads(spec["threads"]):
+    with torch_threads(spec["threads"]):
         return _evaluate_test(spec)
 
 
@@ -377,7 +346,7 @@ def _evaluate_test(spec: dict[str, Any]) -> dict[str, Any]:
     pt_path, _, test_path = _paths(spec)
     device, data, _, mean, std = _setup(spec)
     model = _model(spec, data)
-    state = load_checkpoint(pt_path)
+    state = load_checkpoint(pt_path, restart_hint=_RESTART)
     model.load_state_dict(state["model"])
     model.to(device)
     started = time.perf_counter()

@@ -8,7 +8,7 @@ Preprocessing (:func:`load_images`): each image is converted to RGB and resized
 directly to ``size × size`` (bilinear, with PIL's antialiasing), the aspect ratio not
 kept. This is the "resized to 224×224" with which the sparsity of Table 2 was checked;
 the usual "shorter side to 256, centre crop 224" would cut off part of each photo. Then
-the network's :class:`~cnninv.networks.InputConvention` applies (channel order, scale,
+the network's :class:`~cnninv.data.convention.InputConvention` applies (channel order, scale,
 mean, std). :func:`to_display` undoes the convention.
 """
 
@@ -24,9 +24,17 @@ import numpy as np
 import torch
 
 from cnninv._checks import check_positive_int
-from cnninv.networks.weights import InputConvention
+from cnninv.data.convention import InputConvention
 
-__all__ = ["IMAGE_SUFFIXES", "default_images", "imagenet_label", "load_images", "to_display"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "default_images",
+    "imagenet_label",
+    "list_images",
+    "load_images",
+    "read_photos",
+    "to_display",
+]
 
 #: Suffixes of the files that :func:`load_images` reads from a folder.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
@@ -59,7 +67,9 @@ def imagenet_label(path: str | Path) -> int | None:
     return int(m.group(2)) if m else None
 
 
-def _list_paths(paths_or_folder: str | Path | Sequence[str | Path]) -> list[Path]:
+def list_images(paths_or_folder: str | Path | Sequence[str | Path]) -> list[Path]:
+    """The image files of a folder (name order, :data:`IMAGE_SUFFIXES`, hidden files
+    skipped), a single file, or a list of files as given."""
     if isinstance(paths_or_folder, str | Path):
         folder = Path(paths_or_folder)
         if not folder.exists():
@@ -82,6 +92,36 @@ def _read_rgb(path: Path, size: int) -> torch.Tensor:
         img = img.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
         arr = np.asarray(img, dtype=np.float32) / 255.0
     return torch.from_numpy(arr.copy()).permute(2, 0, 1)
+
+
+def read_photos(
+    paths_or_folder: str | Path | Sequence[str | Path],
+    convention: InputConvention,
+    size: int | None = None,
+) -> tuple[torch.Tensor, list[Path]]:
+    """Read photos into a batch preprocessed for a network; like :func:`load_images` but
+    returns the paths of the files read (unreadable ones are skipped with a warning)."""
+    if not isinstance(convention, InputConvention):
+        raise ValueError(f"convention must be an InputConvention, got {type(convention).__name__}")
+    size = convention.image_size if size is None else check_positive_int(size, "size")
+    paths = list_images(paths_or_folder)
+    images, read, skipped = [], [], []
+    for p in paths:
+        try:
+            images.append(_read_rgb(p, size))
+        except Exception as exc:  # PIL raises several types for unreadable files
+            skipped.append(f"{p} ({type(exc).__name__})")
+            continue
+        read.append(p)
+    if skipped:
+        warnings.warn(
+            f"skipped {len(skipped)} unreadable image file(s): {', '.join(skipped)}",
+            UserWarning,
+            stacklevel=3,
+        )
+    if not images:
+        raise ValueError(f"no readable image in paths_or_folder {paths_or_folder!r}")
+    return convention.to_input(torch.stack(images)), read
 
 
 def load_images(
@@ -112,27 +152,8 @@ def load_images(
         If the folder does not exist, or no image could be read. Unreadable files are
         skipped with a ``UserWarning`` that names them.
     """
-    if not isinstance(convention, InputConvention):
-        raise ValueError(f"convention must be an InputConvention, got {type(convention).__name__}")
-    size = convention.image_size if size is None else check_positive_int(size, "size")
-    paths = _list_paths(paths_or_folder)
-    images, names, skipped = [], [], []
-    for p in paths:
-        try:
-            images.append(_read_rgb(p, size))
-        except Exception as exc:  # PIL raises several types for unreadable files
-            skipped.append(f"{p} ({type(exc).__name__})")
-            continue
-        names.append(p.stem)
-    if skipped:
-        warnings.warn(
-            f"skipped {len(skipped)} unreadable image file(s): {', '.join(skipped)}",
-            UserWarning,
-            stacklevel=2,
-        )
-    if not images:
-        raise ValueError(f"no readable image in paths_or_folder {paths_or_folder!r}")
-    return convention.normalize(torch.stack(images)), names
+    x, read = read_photos(paths_or_folder, convention, size)
+    return x, [p.stem for p in read]
 
 
 def to_display(x: torch.Tensor, convention: InputConvention) -> torch.Tensor:
@@ -150,5 +171,5 @@ def to_display(x: torch.Tensor, convention: InputConvention) -> torch.Tensor:
     """
     if not isinstance(convention, InputConvention):
         raise ValueError(f"convention must be an InputConvention, got {type(convention).__name__}")
-    rgb = convention.denormalize(x.detach().float().cpu())
+    rgb = convention.to_rgb(x.detach().float().cpu())
     return rgb.clamp(0.0, 1.0).movedim(-3, -1).contiguous()

@@ -5,6 +5,6 @@ result that carries its configuration. Rendering lives in :mod:`cnninv.report`.
 The registry (:data:`REGISTRY`) names them for ``cnninv list`` and ``cnninv reproduce``.
 """
 
-from cnninv.experiments.registry import REGISTRY, Experiment, get, make_config
+from cnninv.experiments.registry import REGISTRY, Experiment, get, make_config, run_experiment
 
-__all__ = ["REGISTRY", "Experiment", "get", "make_config"]
+__all__ = ["REGISTRY", "Experiment", "get", "make_config", "run_experiment"]

@@ -62,7 +62,7 @@ def progress_bar(
 
 def environment(config: Any, started: float) -> dict[str, Any]:
     """Provenance stored with every result: the config, versions, device, wall time."""
-    from cnninv import __version__
+    from cnninv._version import __version__
 
     return {
         "config": dataclasses.asdict(config),

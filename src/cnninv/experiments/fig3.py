@@ -18,8 +18,8 @@ from cnninv._checks import make_generator
 from cnninv.analysis import k_for_fraction
 from cnninv.experiments import paper
 from cnninv.experiments._common import batch_sizes, check_config, environment, progress_bar, summary
-from cnninv.experiments._networks import load_inputs_for
-from cnninv.networks import capture, conv_operator, qualified_name
+from cnninv.experiments._inputs import load_inputs_for
+from cnninv.models import activation_name, capture, conv_operator, qualified_name
 from cnninv.operators import ConvOperator
 from cnninv.recovery import algorithm2, lam_max
 from cnninv.theory import empirical_delta, model_rip_ratios, sample_model_sparse
@@ -86,13 +86,13 @@ def run(config: Config, progress: bool = False) -> dict:
     input_layer = config.input_layer or default[1]
     if not layer or not input_layer:
         raise ValueError("layer and input_layer must be given for this network")
-    W = conv_operator(net.model, layer).to(dev).normalized()
+    W = conv_operator(net.model, layer).to(dev).unit_norm_filters()
     gen = make_generator(config.seed, None, dev)
     Wr = ConvOperator.gaussian(
         W.K, W.M, W.kernel_size, W.input_size, W.stride, W.padding,
         unit_norm_rows=True, generator=gen, device=dev,
     )  # fmt: skip
-    relu_name = "relu" + input_layer[len("conv") :]
+    relu_name = activation_name(input_layer)
     acts = capture(
         net.model,
         inputs.images,

@@ -6,7 +6,7 @@ Methods: ``decoder`` (the trained what-where decoder on the original activation)
 ``optimize`` (Mahendran & Vedaldi 2015: Adam on the image, TV and α-norm priors, no
 training) and ``deconvnet`` (Zeiler & Fergus 2014: switches, ReLU and transposed filters,
 no training; rescaled to :math:`\|x\|`). For each: the image-space relative error
-(:data:`cnninv.experiments.table4_image.ERROR_DEFINITION`), the same in RGB [0, 1], PSNR,
+(:data:`cnninv.inversion.IMAGE_ERROR_DEFINITION`), the same in RGB [0, 1], PSNR,
 SSIM, and the seconds per photo (inversion only: the decoders' training time is reported
 apart, from their files). One grid: the first photo, one row per method, one column per
 layer.
@@ -18,26 +18,19 @@ import time
 from dataclasses import dataclass
 
 from cnninv._checks import check_positive_int
+from cnninv.analysis import next_layer
 from cnninv.experiments._common import environment, progress_bar
-from cnninv.experiments.table4_image import (
-    ERROR_DEFINITION,
-    decoders_for,
-    layer_k,
-    load_photos,
-)
-from cnninv.experiments.table4_image import (
-    Config as _Table4Config,
-)
-from cnninv.inversion.decoder import encode, pool_number
-from cnninv.inversion.methods import (
+from cnninv.experiments._inputs import held_out_rule, load_inputs_for
+from cnninv.experiments._inversion import InversionConfig, check_layers, decoders_for
+from cnninv.inversion import (
+    IMAGE_ERROR_DEFINITION,
     METHODS,
     OptimizeOptions,
+    encode,
     image_metrics,
     invert,
-    next_conv,
     png_base64,
 )
-from cnninv.inversion.training import HELD_OUT_RULE
 
 __all__ = ["QUICK", "Config", "run"]
 
@@ -46,7 +39,7 @@ QUICK = {"max_images": 2, "image_size": 112, "optimize_iters": 30}
 
 
 @dataclass
-class Config(_Table4Config):
+class Config(InversionConfig):
     methods: str = "decoder,iht,optimize,deconvnet"
     optimize_iters: int = 200
     optimize_lr: float = 0.05
@@ -80,13 +73,11 @@ class Config(_Table4Config):
 def run(config: Config, progress: bool = False, log=None) -> dict:
     """Every method at every layer: means of the measures, seconds per photo, one grid."""
     started = time.perf_counter()
-    net, x, names = load_photos(config)
+    inputs = load_inputs_for(config)
+    net, x, names = inputs.net, inputs.images, inputs.names
     layers, methods = config.layer_list(), config.method_list()
     needs_decoder = any(m in ("decoder", "iht") for m in methods)
-    for layer in layers:
-        pool_number(net.model, layer)
-        if "iht" in methods:
-            next_conv(net.model, layer)
+    check_layers(net.model, layers, needs_next_conv="iht" in methods)
     decoders, about = (
         decoders_for(net, config, layers, progress=progress, log=log) if needs_decoder else ({}, {})
     )
@@ -96,7 +87,7 @@ def run(config: Config, progress: bool = False, log=None) -> dict:
     for layer in progress_bar(layers, enabled=progress, desc="inversion-baselines"):
         k = None
         if "iht" in methods:
-            k, _ = layer_k(net, encode(net.model, x, layer).f, layer, config.pool)
+            k = next_layer(net.model, layer, encode(net.model, x, layer).f, pool=config.pool).k
         results[layer] = {}
         grid["pictures"][layer] = {}
         for method in methods:
@@ -127,13 +118,13 @@ def run(config: Config, progress: bool = False, log=None) -> dict:
         "weights": net.weights,
         "images": names,
         "image_size": config.image_size,
-        "held_out_rule": HELD_OUT_RULE if config.images in ("held-out", "default", "") else None,
+        "held_out_rule": held_out_rule(config.images),
         "methods": methods,
         "layers": results,
         "grid": grid,
         "decoders": about,
         "optimize_options": {**config.optimize_options().__dict__},
-        "error_definition": ERROR_DEFINITION,
+        "error_definition": IMAGE_ERROR_DEFINITION,
         "notes": {
             "deconvnet": "output rescaled to ||x|| (input space): it has no scale of its own",
             "iht": f"{config.iters} IHT iteration(s) with conv(i+1)_1's unit-norm learned "

@@ -10,7 +10,7 @@ decoder from VGG16's pooled activations, by row
 
 one column per held-out photo; Figure 4 for pool4, Figure 5 for pool1…pool4. The result
 carries the pictures (base64 PNG, ``thumb_size`` px) and each one's image-space error
-(:data:`cnninv.experiments.table4_image.ERROR_DEFINITION`);
+(:data:`cnninv.inversion.IMAGE_ERROR_DEFINITION`);
 :mod:`cnninv.report.inversion` draws the grids.
 """
 
@@ -20,27 +20,23 @@ import time
 from dataclasses import dataclass
 
 from cnninv._checks import check_positive_int, make_generator
+from cnninv.analysis import next_layer
 from cnninv.experiments._common import environment, progress_bar
-from cnninv.experiments.table4_image import (
-    ERROR_DEFINITION,
-    ROWS,
-    decoders_for,
-    layer_k,
-    load_photos,
-    reconstructions,
+from cnninv.experiments._inputs import held_out_rule, load_inputs_for
+from cnninv.experiments._inversion import ROWS, InversionConfig, check_layers, decoders_for
+from cnninv.inversion import (
+    IMAGE_ERROR_DEFINITION,
+    encode,
+    image_metrics,
+    png_base64,
+    table4_reconstructions,
 )
-from cnninv.experiments.table4_image import (
-    Config as _Table4Config,
-)
-from cnninv.inversion.decoder import encode, pool_number
-from cnninv.inversion.methods import image_metrics, next_conv, png_base64
-from cnninv.inversion.training import HELD_OUT_RULE
 
 __all__ = ["Fig4Config", "Fig5Config", "run"]
 
 
 @dataclass
-class Fig4Config(_Table4Config):
+class Fig4Config(InversionConfig):
     layers: str = "pool4"
     thumb_size: int = 160  # side of the stored pictures (px)
 
@@ -58,23 +54,27 @@ def run(config: Fig4Config, progress: bool = False, log=None) -> dict:
     """Figure 4 (``Fig4Config``) or Figure 5 (``Fig5Config``): the pictures and their errors."""
     started = time.perf_counter()
     name = "fig5" if isinstance(config, Fig5Config) else "fig4"
-    net, x, names = load_photos(config)
+    inputs = load_inputs_for(config)
+    net, x, names = inputs.net, inputs.images, inputs.names
     layers = config.layer_list()
-    for layer in layers:
-        pool_number(net.model, layer)
-        next_conv(net.model, layer)
+    check_layers(net.model, layers)
     decoders, about = decoders_for(net, config, layers, progress=progress, log=log)
     size = config.thumb_size
     originals = [png_base64(x[i], net.convention, size) for i in range(x.shape[0])]
     out = {}
     for li, layer in enumerate(progress_bar(layers, enabled=progress, desc=name)):
         gen = make_generator(config.seed + 1000 * (li + 1), None, x.device)
-        k, density = layer_k(net, encode(net.model, x, layer).f, layer, config.pool)
+        nxt = next_layer(net.model, layer, encode(net.model, x, layer).f, pool=config.pool)
+        k, density = nxt.k, nxt.density
         pictures: dict[str, list[str]] = {row: [] for row in ROWS}
         errors: dict[str, list[float]] = {row: [] for row in ROWS}
         for s in range(0, x.shape[0], config.batch):
             xb = x[s : s + config.batch]
-            imgs, _ = reconstructions(net, xb, layer, decoders[layer], config, generator=gen, k=k)
+            imgs, _ = table4_reconstructions(
+                net.model, xb, layer, decoders[layer], k=k, generator=gen, iters=config.iters,
+                pool=config.pool, variant=config.variant,
+                normalize_filters=config.normalize_filters,
+            )  # fmt: skip
             for row, xh in imgs.items():
                 errors[row] += image_metrics(xh, xb, net.convention)["relative_error"]
                 pictures[row] += [png_base64(xh[i], net.convention, size) for i in range(len(xh))]
@@ -90,10 +90,10 @@ def run(config: Fig4Config, progress: bool = False, log=None) -> dict:
         "model": net.name,
         "weights": net.weights,
         "images": names,
-        "held_out_rule": HELD_OUT_RULE if config.images in ("held-out", "default", "") else None,
+        "held_out_rule": held_out_rule(config.images),
         "rows": {"original": "(a) original image", **ROWS},
         "originals": originals,
         "layers": out,
-        "error_definition": ERROR_DEFINITION,
+        "error_definition": IMAGE_ERROR_DEFINITION,
         **environment(config, started),
     }

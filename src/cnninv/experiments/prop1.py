@@ -18,6 +18,7 @@ import torch
 
 from cnninv._checks import make_generator, resolve_device
 from cnninv.experiments._common import check_config, environment, torch_dtype
+from cnninv.metrics import relative_error
 from cnninv.operators import ConvOperator, MatrixOperator
 from cnninv.sparsity import crelu
 
@@ -40,10 +41,6 @@ class Config:
         torch_dtype(self.dtype)
         if self.D % self.ell:
             raise ValueError(f"D={self.D} must be a multiple of ell={self.ell}")
-
-
-def _relative_error(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    return (x_hat - x).flatten(1).norm(dim=1) / x.flatten(1).norm(dim=1)
 
 
 def _crelu_reconstruct(W, x: torch.Tensor) -> torch.Tensor:
@@ -75,10 +72,10 @@ def run(config: Config, progress: bool = False) -> dict:
         device=device,
     )
     x = torch.randn((config.samples, config.M, config.D), generator=gen, dtype=dtype, device=device)
-    err_dense = _relative_error(_crelu_reconstruct(dense, x.flatten(1)), x.flatten(1))
-    err_conv = _relative_error(_crelu_reconstruct(conv, x), x)
-    err_relu_only = _relative_error(conv.T(torch.relu(conv(x))), x)
-    err_gauss = _relative_error(_crelu_reconstruct(gauss, x), x)
+    err_dense = relative_error(_crelu_reconstruct(dense, x.flatten(1)), x.flatten(1))
+    err_conv = relative_error(_crelu_reconstruct(conv, x), x)
+    err_relu_only = relative_error(conv.T(torch.relu(conv(x))), x)
+    err_gauss = relative_error(_crelu_reconstruct(gauss, x), x)
     return {
         "experiment": "prop1",
         "max_relative_error": float(torch.maximum(err_dense.max(), err_conv.max())),

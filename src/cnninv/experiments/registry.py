@@ -8,19 +8,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cnninv.experiments import (
-    coherence,
     fig2,
     fig3,
     inversion_baselines,
     inversion_figs,
     prop1,
-    sparsity,
     table1,
+    table2,
+    table3,
     table4_image,
 )
 from cnninv.experiments import table4_activations as table4a
+from cnninv.experiments._inversion import QUICK as INVERSION_QUICK
 
-__all__ = ["REGISTRY", "Experiment", "get", "make_config"]
+__all__ = ["REGISTRY", "Experiment", "get", "make_config", "run_experiment"]
 
 
 @dataclass(frozen=True)
@@ -59,15 +60,15 @@ REGISTRY: dict[str, Experiment] = {
         Experiment(
             "table2",
             "Table 2: % of non-zero activations per layer of VGG16 on real photos (§4.4)",
-            sparsity.Config,
-            sparsity.run,
+            table2.Config,
+            table2.run,
             quick={"max_images": 6},
         ),
         Experiment(
             "table3",
             "Table 3: coherence of VGG16's learned filters vs Gaussian filters (§4.4)",
-            coherence.Config,
-            coherence.run,
+            table3.Config,
+            table3.run,
         ),
         Experiment(
             "fig3",
@@ -88,28 +89,28 @@ REGISTRY: dict[str, Experiment] = {
             "Table 4 (image space): decoded IHT reconstructions of pool1-pool4 (§4.5)",
             table4_image.Config,
             table4_image.run,
-            quick=table4_image.QUICK,
+            quick=INVERSION_QUICK,
         ),
         Experiment(
             "fig4",
             "Figure 4: pictures decoded from pool4 activations, original / IHT / random",
             inversion_figs.Fig4Config,
             inversion_figs.run,
-            quick=table4_image.QUICK,
+            quick=INVERSION_QUICK,
         ),
         Experiment(
             "fig5",
             "Figure 5: the same for every layer pool1-pool4 (Appendix C.3)",
             inversion_figs.Fig5Config,
             inversion_figs.run,
-            quick=table4_image.QUICK,
+            quick=INVERSION_QUICK,
         ),
         Experiment(
             "inversion-baselines",
             "Beyond the paper: IHT vs decoder vs optimisation vs deconvnet, per layer",
             inversion_baselines.Config,
             inversion_baselines.run,
-            quick={**table4_image.QUICK, **inversion_baselines.QUICK},
+            quick={**INVERSION_QUICK, **inversion_baselines.QUICK},
         ),
         Experiment(
             "table1",
@@ -121,14 +122,14 @@ REGISTRY: dict[str, Experiment] = {
         Experiment(
             "table6",
             "Table 6: coherence of AlexNet filters (random unless a weights file is given)",
-            coherence.AlexNetConfig,
-            coherence.run,
+            table3.AlexNetConfig,
+            table3.run,
         ),
         Experiment(
             "table7",
             "Table 7: % of non-zeros per layer of AlexNet (random unless a weights file is given)",
-            sparsity.AlexNetConfig,
-            sparsity.run,
+            table2.AlexNetConfig,
+            table2.run,
             quick={"max_images": 6},
         ),
     )
@@ -178,3 +179,11 @@ def make_config(
         default = fields[key].default
         values[key] = _coerce(value, default, key)
     return exp.config(**values)
+
+
+def run_experiment(name: str, config: Any, *, progress: bool = False) -> dict:
+    """Run experiment ``name`` with ``config``; the result carries its name and title, so
+    that the report can be rebuilt from the JSON alone."""
+    exp = get(name)
+    result = exp.run(config, progress=progress)
+    return {**result, "experiment": name, "title": exp.title}

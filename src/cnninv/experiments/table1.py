@@ -2,7 +2,7 @@ r"""Table 1 (§4.1, Appendix C.1 / Table 5): classification with random versus l
 
 For 1, 2 and 3 layers of [conv → BN (learnable scale, bias) → ReLU → 2×2 max pool], then
 average pooling to 4×4, dropout and a linear soft-max classifier
-(:class:`cnninv.classify.models.RandomCNN`), train every configuration of the grid
+(:class:`cnninv.classify.models.ConvClassifier`), train every configuration of the grid
 (variant × depth × width × kernel size) on a training split, choose per depth and variant
 the width and kernel with the best accuracy on a held-out validation split (the paper's
 "best … by cross-validation"), and measure the test accuracy of that choice only.

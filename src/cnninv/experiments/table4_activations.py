@@ -16,12 +16,13 @@ from dataclasses import dataclass
 import torch
 
 from cnninv._checks import make_generator
-from cnninv.analysis import k_for_fraction, pool_conv_pairs, reconstruct_activation, relative_error
+from cnninv.analysis import next_layer, reconstruct_activation
 from cnninv.experiments import paper
 from cnninv.experiments._common import check_config, environment, progress_bar
-from cnninv.experiments._networks import load_inputs_for
-from cnninv.networks import capture, conv_operator, layer_names, qualified_name
-from cnninv.operators import ConvOperator
+from cnninv.experiments._inputs import load_inputs_for
+from cnninv.inversion import random_activation
+from cnninv.metrics import relative_error
+from cnninv.models import capture, pool_conv_pairs, qualified_name
 
 __all__ = ["Config", "run"]
 
@@ -63,7 +64,7 @@ def run(config: Config, progress: bool = False) -> dict:
     started = time.perf_counter()
     inputs = load_inputs_for(config)
     net, dev, x = inputs.net, inputs.images.device, inputs.images
-    pairs = pool_conv_pairs(layer_names(net.model))
+    pairs = pool_conv_pairs(net.model)
     if config.layers:
         wanted = [s.strip() for s in config.layers.split(",") if s.strip()]
         known = dict(pairs)
@@ -76,19 +77,13 @@ def run(config: Config, progress: bool = False) -> dict:
     published = paper.TABLE4_ACTIVATION if net.name == "vgg16" else {}
     results = {}
     for pool_name, conv_name in progress_bar(pairs, enabled=progress, desc="table4"):
-        relu_name = "relu" + conv_name[len("conv") :]
-        q = {n: qualified_name(net.model, n) for n in (pool_name, relu_name)}
-        acts = capture(net.model, x, list(q.values()), batch_size=config.batch)
-        f, density_act = acts[q[pool_name]], acts[q[relu_name]]
-        density = float((density_act != 0).double().mean())
-        W = conv_operator(net.model, conv_name).to(dev)
-        if config.normalize_filters:
-            W = W.normalized()
-        Wr = ConvOperator.gaussian(
-            W.K, W.M, W.kernel_size, W.input_size, W.stride, W.padding,
-            unit_norm_rows=config.normalize_filters, generator=gen, device=dev,
+        f = capture(net.model, x, [qualified_name(net.model, pool_name)], batch_size=config.batch)
+        f = next(iter(f.values()))
+        nxt = next_layer(
+            net.model, pool_name, f, unit_norm=config.normalize_filters, pool=config.pool,
+            batch_size=config.batch,
         )  # fmt: skip
-        k = k_for_fraction(density, W.out_shape, config.pool)
+        W, Wr, k, density = nxt.W, nxt.operator("random", gen), nxt.k, nxt.density
         errs: dict[str, dict[int, list[torch.Tensor]]] = {"learned": {}, "random": {}}
         rand_errs = []
         for s in range(0, f.shape[0], config.batch):
@@ -99,10 +94,7 @@ def run(config: Config, progress: bool = False) -> dict:
                         op, fb, k, pool=config.pool, variant=config.variant, iters=it
                     )
                     errs[name].setdefault(it, []).append(e.cpu())
-            noise = torch.randn(fb.shape, generator=gen, device=dev, dtype=fb.dtype)
-            noise = noise * (fb.flatten(1).norm(dim=1) / noise.flatten(1).norm(dim=1)).view(
-                -1, 1, 1, 1
-            )
+            noise = random_activation(fb, gen)
             rand_errs.append(relative_error(noise, fb).cpu())
         mean = {n: {it: float(torch.cat(v).mean()) for it, v in d.items()} for n, d in errs.items()}
         p = published.get(pool_name, (None, None, None))

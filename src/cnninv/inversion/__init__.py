@@ -5,75 +5,79 @@ deconvnet), for §4.5, Figure 4, Table 4 (image space) and Figure 5 of Gilbert e
 * :mod:`~cnninv.inversion.decoder` — the encoder with its pooling switches
   (:func:`encode`), the :class:`Decoder`, and its safetensors files
   (:func:`save_decoder`, :func:`load_decoder`);
-* :mod:`~cnninv.inversion.training` — the photos and their held-out split, training
-  with checkpoints (:func:`train_decoder`), the cache (:func:`get_decoder`);
-* :mod:`~cnninv.inversion.methods` — :func:`invert` and :func:`image_metrics`.
+* :mod:`~cnninv.inversion.training` — training with checkpoints (:func:`train_decoder`),
+  the cache (:func:`get_decoder`, :func:`get_decoders`); the photos are those of
+  :mod:`cnninv.data.photos`;
+* :mod:`~cnninv.inversion.methods` — :func:`invert`, :func:`table4_reconstructions` and
+  :func:`image_metrics`.
 """
 
 from cnninv.inversion.decoder import (
     Decoder,
     DecoderInfo,
     Encoding,
+    decoded_pools,
     encode,
     encoder_fingerprint,
+    layer_index,
     load_decoder,
     pool_channels,
     save_decoder,
-    vgg_layer_names,
 )
 from cnninv.inversion.methods import (
-    FILTERS,
+    IMAGE_ERROR_DEFINITION,
     METHODS,
+    RECONSTRUCTIONS,
     Inversion,
     OptimizeOptions,
     deconvnet,
     iht_activation,
     image_metrics,
     invert,
+    png_base64,
     random_activation,
+    table4_reconstructions,
 )
 from cnninv.inversion.training import (
-    HELD_OUT_RULE,
     QUICK_TRAINING,
-    PhotoSplit,
     TrainConfig,
     TrainResult,
     cache_dir,
     decoder_path,
     get_decoder,
-    held_out_photos,
-    photo_split,
+    get_decoders,
     train_decoder,
 )
 
 __all__ = [
-    "FILTERS",
-    "HELD_OUT_RULE",
+    "IMAGE_ERROR_DEFINITION",
     "METHODS",
     "QUICK_TRAINING",
+    "RECONSTRUCTIONS",
     "Decoder",
     "DecoderInfo",
     "Encoding",
     "Inversion",
     "OptimizeOptions",
-    "PhotoSplit",
     "TrainConfig",
     "TrainResult",
     "cache_dir",
+    "decoded_pools",
     "decoder_path",
     "deconvnet",
     "encode",
     "encoder_fingerprint",
     "get_decoder",
-    "held_out_photos",
+    "get_decoders",
     "iht_activation",
     "image_metrics",
     "invert",
+    "layer_index",
     "load_decoder",
-    "photo_split",
+    "png_base64",
     "pool_channels",
     "random_activation",
     "save_decoder",
+    "table4_reconstructions",
     "train_decoder",
-    "vgg_layer_names",
 ]

@@ -49,12 +49,14 @@ from torch import nn
 
 from cnninv._checks import check_positive_int, make_generator
 from cnninv.io import atomic_write
+from cnninv.models.layers import block_names, pool_number
 
 __all__ = [
     "FORMAT",
     "Decoder",
     "DecoderInfo",
     "Encoding",
+    "decoded_pools",
     "default_widths",
     "encode",
     "encoder_fingerprint",
@@ -62,9 +64,7 @@ __all__ = [
     "layer_index",
     "load_decoder",
     "pool_channels",
-    "pool_number",
     "save_decoder",
-    "vgg_layer_names",
 ]
 
 #: Value of the ``format`` metadata key of a cnninv decoder file.
@@ -122,31 +122,16 @@ def _pair(v: int | Sequence[int]) -> tuple[int, int]:
     return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
 
-def vgg_layer_names(model: nn.Module) -> list[str]:
-    """The paper's names of the modules of ``features`` in order (``conv1_1``, ``relu1_1``,
-    …, ``pool1``, ``conv2_1`` …): VGG16's names, and the same scheme for any VGG-style net."""
-    names, block, conv = [], 1, 1
-    for m in features_of(model):
-        if isinstance(m, nn.MaxPool2d):
-            names.append(f"pool{block}")
-            block, conv = block + 1, 1
-        elif isinstance(m, nn.Conv2d):
-            names.append(f"conv{block}_{conv}")
-        else:  # the ReLU after conv{block}_{conv}
-            names.append(f"relu{block}_{conv}")
-            conv += 1
-    return names
-
-
 def layer_index(model: nn.Module, layer: str) -> int:
-    """Index in ``features`` of paper layer ``layer`` (``"pool4"``, ``"conv5_1"``, ``"relu3_3"``).
+    """Index in ``features`` of layer ``layer`` (``"pool4"``, ``"conv5_1"``, ``"relu3_3"``),
+    the layers named by :func:`cnninv.models.layers.block_names`.
 
     Raises
     ------
     ValueError
         If ``layer`` is not a layer of the network's ``features``.
     """
-    names = vgg_layer_names(model)
+    names = block_names(features_of(model))
     if not isinstance(layer, str) or layer not in names:
         pools = [n for n in names if n.startswith("pool")]
         raise ValueError(
@@ -156,20 +141,17 @@ def layer_index(model: nn.Module, layer: str) -> int:
     return names.index(layer)
 
 
-def pool_number(model: nn.Module, layer: str) -> int:
-    """``N`` of pooling layer ``poolN`` (1-based); ``ValueError`` for any other layer."""
+def decoded_pools(model: nn.Module, layer: str) -> int:
+    """How many pools a decoder of ``layer`` undoes: ``N`` of ``poolN``, after checking
+    that it is a pooling layer of the network's ``features``."""
     layer_index(model, layer)
-    if not layer.startswith("pool"):
-        raise ValueError(
-            f"layer must be a pooling layer (pool1, pool2, …) for a decoder, got {layer!r}"
-        )
-    return int(layer[len("pool") :])
+    return pool_number(layer)
 
 
 def pool_channels(model: nn.Module, layer: str) -> list[int]:
     """Channels of the outputs of pool1 … ``layer`` (e.g. ``[64, 128, 256, 512]`` for
     VGG16's pool4)."""
-    n = pool_number(model, layer)
+    n = decoded_pools(model, layer)
     channels, current = [], 3
     for m in features_of(model):
         if isinstance(m, nn.Conv2d):
@@ -481,7 +463,7 @@ def load_decoder(
     layer : the layer it must decode (``"pool4"``); None accepts any.
     model : the encoder it will be used with: its pool channels and the fingerprint of its
         convolutions up to the layer must be those the decoder was trained on.
-    convention : the encoder's :class:`~cnninv.networks.InputConvention`, to compare.
+    convention : the encoder's :class:`~cnninv.data.convention.InputConvention`, to compare.
     device : where the decoder goes.
 
     Raises
@@ -508,7 +490,10 @@ def load_decoder(
             f"`cnninv train-decoder --layer {layer}`"
         )
     decoder = Decoder.from_architecture(info.architecture)
-    n = int(info.layer[len("pool") :]) if info.layer.startswith("pool") else -1
+    try:
+        n = pool_number(info.layer)
+    except ValueError:
+        n = -1
     if decoder.n_pools != n:
         raise ValueError(
             f"decoder file {path}: layer {info.layer} but an architecture for "

@@ -45,21 +45,22 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnninv._checks import check_positive_int, make_generator
-from cnninv.analysis import k_for_fraction, reconstruct_activation, relative_error
+from cnninv.analysis import FILTERS, next_layer, reconstruct_activation
 from cnninv.inversion.decoder import (
     Decoder,
     Encoding,
+    decoded_pools,
     encode,
     features_of,
     layer_index,
-    pool_number,
-    vgg_layer_names,
 )
-from cnninv.operators import ConvOperator
+from cnninv.metrics import relative_error, rescale_to
+from cnninv.models import next_conv
 
 __all__ = [
-    "FILTERS",
+    "IMAGE_ERROR_DEFINITION",
     "METHODS",
+    "RECONSTRUCTIONS",
     "Inversion",
     "OptimizeOptions",
     "decode",
@@ -67,15 +68,23 @@ __all__ = [
     "iht_activation",
     "image_metrics",
     "invert",
-    "next_conv",
     "optimize_image",
     "png_base64",
     "random_activation",
-    "rescale_to",
+    "table4_reconstructions",
 ]
 
 METHODS = ("iht", "decoder", "optimize", "deconvnet")
-FILTERS = ("learned", "random")
+
+#: The four decoded images of Table 4 (image space) and Figures 4–5, in order.
+RECONSTRUCTIONS = ("original_activation", "iht_learned", "iht_random", "random_activations")
+
+#: The image-space error of :func:`image_metrics` (``relative_error``).
+IMAGE_ERROR_DEFINITION = (
+    "||x_hat - x|| / ||x||, x the original photo and x_hat its reconstruction (in Table 4 "
+    "and Figures 4-5 the decoder's output), both in the network's input space (VGG16: BGR, "
+    "0-255, Caffe mean subtracted), per photo, then the mean over photos"
+)
 
 
 @dataclass
@@ -127,11 +136,6 @@ class OptimizeOptions:
 
 
 # --------------------------------------------------------------------------- helpers
-def rescale_to(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """``estimate`` scaled, per sample, to the norm of ``target``."""
-    en = estimate.flatten(1).norm(dim=1).clamp_min(torch.finfo(estimate.dtype).tiny)
-    tn = target.flatten(1).norm(dim=1)
-    return estimate * (tn / en).view(-1, *([1] * (estimate.dim() - 1)))
 
 
 def random_activation(f: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -139,26 +143,6 @@ def random_activation(f: torch.Tensor, generator: torch.Generator) -> torch.Tens
     baseline, Figure 4(e))."""
     noise = torch.randn(f.shape, generator=generator, device=f.device, dtype=f.dtype)
     return rescale_to(noise, f)
-
-
-def next_conv(model: nn.Module, layer: str) -> tuple[str, nn.Conv2d, nn.Module]:
-    """The convolution right after pooling layer ``layer`` and the ReLU after it
-    (VGG16: ``pool4`` -> ``conv5_1``, ``relu5_1``).
-
-    Raises
-    ------
-    ValueError
-        If ``layer`` is not a pool or no convolution follows it (VGG16's pool5).
-    """
-    pool_number(model, layer)
-    features = features_of(model)
-    i = layer_index(model, layer)
-    if i + 2 >= len(features) or not isinstance(features[i + 1], nn.Conv2d):
-        raise ValueError(
-            f"no convolution follows {layer} in the network's features (the classifier "
-            "does): IHT needs the next convolution; use pool1…pool4"
-        )
-    return vgg_layer_names(model)[i + 1], features[i + 1], features[i + 2]
 
 
 def _check_images(x: torch.Tensor) -> None:
@@ -194,20 +178,11 @@ def iht_activation(
     if filters not in FILTERS:
         raise ValueError(f"filters must be one of {FILTERS}, got {filters!r}")
     check_positive_int(iters, "iters")
-    conv_name, conv, relu = next_conv(model, layer)
-    with torch.no_grad():
-        density = float((relu(conv(f)) != 0).double().mean())
-    W = ConvOperator.from_conv(conv, tuple(f.shape[-2:])).to(f.device)
-    if normalize_filters:
-        W = W.normalized()
-    if filters == "random":
-        gen = generator if generator is not None else make_generator(0, None, f.device)
-        W = ConvOperator.gaussian(
-            W.K, W.M, W.kernel_size, W.input_size, W.stride, W.padding,
-            unit_norm_rows=normalize_filters, generator=gen, device=f.device,
-        )  # fmt: skip
+    nxt = next_layer(model, layer, f, unit_norm=normalize_filters, pool=pool)
+    W = nxt.operator(filters, generator)
+    conv_name, density = nxt.conv_name, nxt.density
     if k is None:
-        k = k_for_fraction(max(density, 1e-6), W.out_shape, pool)
+        k = nxt.k
     f_hat, err = reconstruct_activation(W, f, k, pool=pool, variant=variant, iters=iters)
     info = {
         "next_conv": conv_name,
@@ -225,6 +200,41 @@ def decode(decoder: Decoder, enc: Encoding, f: torch.Tensor | None = None) -> to
     encoder's switches."""
     with torch.no_grad():
         return decoder(enc.f if f is None else f, enc.switches, enc.sizes)
+
+
+def table4_reconstructions(
+    model: nn.Module,
+    x: torch.Tensor,
+    layer: str,
+    decoder: Decoder,
+    *,
+    k: int,
+    generator: torch.Generator,
+    iters: int = 1,
+    pool: int = 2,
+    variant: str = "abs",
+    normalize_filters: bool = True,
+) -> tuple[dict[str, torch.Tensor], dict[str, list[float]]]:
+    r"""The four decoded images of Table 4 / Figures 4–5 for a batch of photos ``x``:
+    ``{name: x_hat}`` for :data:`RECONSTRUCTIONS` — the decoder on the original activation
+    :math:`f`, on the IHT reconstructions with learned and with Gaussian filters, and on
+    Gaussian random activations (all rescaled to :math:`\|f\|`, all decoded with the
+    photo's own switches) — and the activation-space errors of the last three."""
+    enc = encode(model, x, layer)
+    f = enc.f
+    out = {"original_activation": decode(decoder, enc)}
+    act_err = {}
+    for row, filters in (("iht_learned", "learned"), ("iht_random", "random")):
+        f_hat, info = iht_activation(
+            model, f, layer, k=k, filters=filters, iters=iters, pool=pool, variant=variant,
+            normalize_filters=normalize_filters, generator=generator,
+        )  # fmt: skip
+        out[row] = decode(decoder, enc, f_hat)
+        act_err[row] = info["activation_errors"]
+    noise = random_activation(f, generator)
+    out["random_activations"] = decode(decoder, enc, noise)
+    act_err["random_activations"] = relative_error(noise, f).tolist()
+    return out, act_err
 
 
 def deconvnet(model: nn.Module, x: torch.Tensor, layer: str) -> torch.Tensor:
@@ -250,8 +260,8 @@ def deconvnet(model: nn.Module, x: torch.Tensor, layer: str) -> torch.Tensor:
 
 def _pixel_box(convention, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel bounds of the network input for RGB images in [0, 1]."""
-    lo = convention.normalize(torch.zeros(3, 1, 1, dtype=like.dtype))
-    hi = convention.normalize(torch.ones(3, 1, 1, dtype=like.dtype))
+    lo = convention.to_input(torch.zeros(3, 1, 1, dtype=like.dtype))
+    hi = convention.to_input(torch.ones(3, 1, 1, dtype=like.dtype))
     return torch.minimum(lo, hi).to(like.device), torch.maximum(lo, hi).to(like.device)
 
 
@@ -373,7 +383,7 @@ def invert(
     gen = make_generator(seed, None, x.device)
     info: dict[str, Any] = {}
     if method in ("decoder", "iht"):
-        n = pool_number(model, layer)
+        n = decoded_pools(model, layer)
         if decoder is None:
             raise ValueError(
                 f"method {method!r} needs the {layer} decoder: train one with "
@@ -419,7 +429,7 @@ def invert(
 
 # --------------------------------------------------------------------------- measures
 def _rgb(x: torch.Tensor, convention) -> torch.Tensor:
-    return convention.denormalize(x.detach().float().cpu()).clamp(0.0, 1.0)
+    return convention.to_rgb(x.detach().float().cpu()).clamp(0.0, 1.0)
 
 
 def image_metrics(x_hat: torch.Tensor, x: torch.Tensor, convention) -> dict[str, list[float]]:

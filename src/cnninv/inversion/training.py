@@ -1,16 +1,13 @@
 r"""Training the what-where decoders (:class:`~cnninv.inversion.decoder.Decoder`) on the
 offline natural photos, with a held-out split, checkpoints and a cache.
 
-Data (:func:`photo_split`)
-    Training photos: the foolbox ImageNet photos that are *not* held out, the colour
-    photos bundled in scikit-image (astronaut, chelsea, coffee, rocket, the two
-    motorcycle views, hubble_deep_field, retina), scikit-learn's ``china`` and ``flower``,
-    matplotlib's ``grace_hopper.jpg``, the photos of Debian's ``opencv-doc`` when that is
-    installed, and any folder the user adds. Held out, never trained on: the foolbox
-    photos whose index ``NN`` in ``imagenet_NN_LABEL.jpg`` is 3 mod 4 (5 of the 20). The
-    split is checked by file *content* (SHA-256), so a copy of a held-out photo under
-    another name is dropped from training too, and :func:`train_decoder` refuses a
-    training list that contains one.
+Data (:func:`cnninv.data.photos.photo_split`)
+    The default training photos are those bundled in installed packages (foolbox's
+    ImageNet photos that are not held out, scikit-image, scikit-learn, matplotlib; a missing
+    source is said in a warning) and any folder the user adds; the held-out photos are 5
+    foolbox photos, never trained on (checked by content: :func:`train_decoder` refuses a
+    training list that contains one). The photos' contents, not only their names, are part
+    of a decoder's cache key.
 
 Training (:func:`train_decoder`)
     Each photo, and its mirror image, is resized to every side in ``scales`` (224 by
@@ -47,13 +44,12 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import importlib.util
 import json
 import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -62,51 +58,38 @@ import torch
 import torch.nn.functional as F
 
 from cnninv._checks import check_positive_int, resolve_device
-from cnninv.data.images import IMAGE_SUFFIXES, _list_paths, default_images, load_images
+from cnninv.data.images import load_images
+from cnninv.data.photos import HELD_OUT_RULE, file_sha256, photo_split, photos_fingerprint
 from cnninv.inversion.decoder import (
     FORMAT_VERSION,
     Decoder,
     DecoderInfo,
+    decoded_pools,
     default_widths,
     encode,
     encoder_fingerprint,
     load_decoder,
     pool_channels,
-    pool_number,
     save_decoder,
 )
-from cnninv.io import atomic_write
+from cnninv.models.layers import pool_number
+from cnninv.training import cosine_lr, load_checkpoint, save_checkpoint, step_generator
 
 __all__ = [
-    "HELD_OUT_RULE",
     "QUICK_TRAINING",
-    "PhotoSplit",
+    "RESTART_HINT",
     "TrainConfig",
     "TrainResult",
     "cache_dir",
     "decoder_path",
-    "file_sha256",
     "get_decoder",
-    "held_out_photos",
-    "photo_split",
+    "get_decoders",
+    "held_out_error",
     "train_decoder",
 ]
 
-#: Which foolbox photos are held out (never trained on).
-HELD_OUT_RULE = "foolbox imagenet_NN_*.jpg with NN % 4 == 3 (NN = 3, 7, 11, 15, 19)"
-
-#: The scikit-image photos used for training (colour, bundled in the wheel).
-SKIMAGE_PHOTOS = (
-    "astronaut.png",
-    "chelsea.png",
-    "coffee.png",
-    "rocket.jpg",
-    "motorcycle_left.png",
-    "motorcycle_right.png",
-    "hubble_deep_field.jpg",
-    "retina.jpg",
-)
-OPENCV_DOC = Path("/usr/share/doc/opencv-doc/examples/data")
+#: How to start over when a checkpoint cannot be used.
+RESTART_HINT = "delete it or rerun with --restart (cnninv train-decoder) to train from scratch"
 
 #: Overrides of :class:`TrainConfig` for the experiments' ``--quick`` runs: tiny decoders
 #: trained for a few seconds per layer on 2 CPU cores (their images are only a sketch).
@@ -154,8 +137,7 @@ class TrainConfig:
         for name in ("crop", "width", "epochs", "steps_per_epoch", "batch", "eval_size"):
             check_positive_int(getattr(self, name), name)
         check_positive_int(self.checkpoint_every, "checkpoint_every")
-        if not isinstance(self.layer, str) or not self.layer.startswith("pool"):
-            raise ValueError(f"layer must be a pooling layer pool1…pool5, got {self.layer!r}")
+        pool_number(self.layer)
         if not (isinstance(self.lr, int | float) and math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
@@ -163,10 +145,10 @@ class TrainConfig:
         sides = self.scale_list()
         if any(s < self.crop for s in sides):
             raise ValueError(f"every scale must be at least crop={self.crop}, got {self.scales!r}")
-        if self.crop < 2 ** pool_index(self.layer):
+        if self.crop < 2 ** pool_number(self.layer):
             raise ValueError(
                 f"crop={self.crop} is too small for {self.layer} (needs at least "
-                f"{2 ** pool_index(self.layer)} px)"
+                f"{2 ** pool_number(self.layer)} px)"
             )
 
     def scale_list(self) -> list[int]:
@@ -185,90 +167,6 @@ class TrainConfig:
         return self.epochs * self.steps_per_epoch
 
 
-def pool_index(layer: str) -> int:
-    try:
-        n = int(layer[len("pool") :])
-    except ValueError:
-        raise ValueError(f"layer must be pool1…pool5, got {layer!r}") from None
-    if n < 1:
-        raise ValueError(f"layer must be pool1…pool5, got {layer!r}")
-    return n
-
-
-# --------------------------------------------------------------------------- photos
-def file_sha256(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-@dataclass
-class PhotoSplit:
-    """Training and held-out photos (disjoint by path and by content)."""
-
-    train: list[Path]
-    held_out: list[Path]
-    dropped: list[Path] = field(default_factory=list)  # duplicates of held-out photos
-
-
-def held_out_photos() -> list[Path]:
-    """The held-out photos: the foolbox photos ``imagenet_NN_*.jpg`` with ``NN % 4 == 3``."""
-    return [p for p in default_images() if int(p.name.split("_")[1]) % 4 == 3]
-
-
-def _package_dir(name: str) -> Path | None:
-    spec = importlib.util.find_spec(name)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
-def library_photos() -> list[Path]:
-    """The natural photos bundled in installed packages (found on disk, no import, no
-    download): scikit-image, scikit-learn, matplotlib, and Debian's ``opencv-doc``."""
-    out: list[Path] = []
-    skimage = _package_dir("skimage")
-    if skimage is not None:
-        out += [skimage / "data" / n for n in SKIMAGE_PHOTOS if (skimage / "data" / n).is_file()]
-    sklearn = _package_dir("sklearn")
-    if sklearn is not None:
-        out += sorted((sklearn / "datasets" / "images").glob("*.jpg"))
-    mpl = _package_dir("matplotlib")
-    if mpl is not None:
-        hopper = mpl / "mpl-data" / "sample_data" / "grace_hopper.jpg"
-        if hopper.is_file():
-            out.append(hopper)
-    if OPENCV_DOC.is_dir():
-        out += sorted(
-            p
-            for p in OPENCV_DOC.iterdir()
-            if p.is_file() and p.suffix.lower() in (".jpg", ".jpeg", ".png")
-        )
-    return out
-
-
-def photo_split(extra: str | Path | Sequence[str | Path] | None = None) -> PhotoSplit:
-    """Training photos and held-out photos (see the module docstring).
-
-    ``extra``: a folder or files of the user's photos, added to training (a held-out photo
-    among them is dropped).
-    """
-    held = held_out_photos()
-    held_hashes = {file_sha256(p) for p in held}
-    held_set = {p.resolve() for p in held}
-    candidates = [p for p in default_images() if p.resolve() not in held_set]
-    candidates += library_photos()
-    if extra:
-        candidates += [p for p in _list_paths(extra) if p.suffix.lower() in IMAGE_SUFFIXES]
-    train, dropped, seen = [], [], set()
-    for p in candidates:
-        digest = file_sha256(p)
-        if digest in held_hashes:
-            dropped.append(p)
-        elif digest not in seen:
-            seen.add(digest)
-            train.append(p)
-    return PhotoSplit(train, held, dropped)
-
-
 # --------------------------------------------------------------------------- training
 @dataclass
 class TrainResult:
@@ -279,10 +177,6 @@ class TrainResult:
     losses: list[float]
     resumed_from_step: int | None
     path: Path | None = None
-
-
-def _step_generator(seed: int, step: int) -> torch.Generator:
-    return torch.Generator().manual_seed((int(seed) * 1_000_003 + int(step) * 7_919 + 17) % 2**63)
 
 
 @dataclass
@@ -370,16 +264,13 @@ def _sample_batch(
     )
 
 
-def _learning_rate(config: TrainConfig, step: int) -> float:
-    """Cosine decay from ``config.lr`` to 0 over the run."""
-    return config.lr * 0.5 * (1.0 + math.cos(math.pi * step / config.total_steps))
-
-
-def _config_key(config: TrainConfig, net_fingerprint: str, train_names: list[str]) -> str:
+def _config_key(config: TrainConfig, net_fingerprint: str, train_paths: Sequence[Path]) -> str:
+    """The identity of a training run: configuration, encoder, and the training photos'
+    contents (two machines with other photos get other keys, hence other cache files)."""
     payload = {
         "config": dataclasses.asdict(config),
         "encoder": net_fingerprint,
-        "photos": train_names,
+        "photos": photos_fingerprint(train_paths),
         "format": FORMAT_VERSION,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
@@ -393,13 +284,6 @@ def _input_scale(banks: list[_Bank]) -> float:
     """RMS of the layer's activations on the training photos."""
     rms = float(torch.cat([b.f.flatten() for b in banks]).pow(2).mean().sqrt())
     return rms if rms > 0 else 1.0
-
-
-def _load_checkpoint(path: Path) -> dict[str, Any]:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for a bad file
-        raise ValueError(f"cannot read checkpoint {path}: {exc}") from exc
 
 
 def held_out_error(
@@ -464,7 +348,7 @@ def train_decoder(
         raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
     dev = resolve_device(device)
     model = net.model.to(dev).eval()
-    n_pools = pool_number(model, config.layer)
+    n_pools = decoded_pools(model, config.layer)
     if train_paths is None or held_out_paths is None:
         split = photo_split()
         train_paths = split.train if train_paths is None else train_paths
@@ -492,7 +376,7 @@ def train_decoder(
         banks.append(_encode_bank(model, config.layer, photos, dev))
     crop = _effective_crop(config.crop, n_pools)
     fingerprint = encoder_fingerprint(model, config.layer)
-    key = _config_key(config, fingerprint, [f"{p.name}" for p in train_paths])
+    key = _config_key(config, fingerprint, train_paths)
 
     decoder = Decoder(
         pool_channels(model, config.layer),
@@ -505,7 +389,7 @@ def train_decoder(
     step, losses, elapsed_before, resumed = 0, [], 0.0, None
     ckpt = Path(checkpoint) if checkpoint is not None else None
     if ckpt is not None and resume and ckpt.is_file():
-        state = _load_checkpoint(ckpt)
+        state = load_checkpoint(ckpt, restart_hint=RESTART_HINT)
         if state.get("config_key") != key:
             raise ValueError(
                 f"checkpoint {ckpt} belongs to another training configuration; delete it or "
@@ -521,7 +405,7 @@ def train_decoder(
         if log:
             log(f"[cnninv] {config.layer}: resuming from step {step} of {config.total_steps}")
 
-    def save_checkpoint(epoch_done: int | None) -> None:
+    def checkpoint_now(epoch_done: int | None) -> None:
         if ckpt is None:
             return
         state = {
@@ -533,7 +417,7 @@ def train_decoder(
             "losses": losses,
             "elapsed_s": elapsed_before + time.perf_counter() - started,
         }
-        atomic_write(ckpt, lambda p: torch.save(state, p))
+        save_checkpoint(ckpt, state)
         if callback is not None:
             callback(step, epoch_done)
 
@@ -553,9 +437,9 @@ def train_decoder(
         decoder.train()
         while step < config.total_steps:
             for group in opt.param_groups:
-                group["lr"] = _learning_rate(config, step)
+                group["lr"] = cosine_lr(step, config.total_steps, config.lr)
             x, f, switches, sizes = _sample_batch(
-                banks, crop, config.batch, _step_generator(config.seed, step)
+                banks, crop, config.batch, step_generator(config.seed, step)
             )
             x_hat = decoder(f.to(dev), [sw.to(dev) for sw in switches], sizes)
             x = x.to(dev)
@@ -576,7 +460,7 @@ def train_decoder(
                     f"{config.epochs} loss {sum(recent) / len(recent):.5f}"
                 )
             if epoch_end or step % config.checkpoint_every == 0:
-                save_checkpoint(step // config.steps_per_epoch if epoch_end else None)
+                checkpoint_now(step // config.steps_per_epoch if epoch_end else None)
     finally:
         if bar is not None:
             bar.close()
@@ -584,7 +468,7 @@ def train_decoder(
 
     held_x, held_names = load_images(held_out_paths, conv, size=config.eval_size)
     errs = held_out_error(decoder, model, config.layer, held_x.to(dev))
-    from cnninv import __version__
+    from cnninv._version import __version__
 
     last = losses[-config.steps_per_epoch :]
     info = DecoderInfo(
@@ -643,7 +527,7 @@ def decoder_path(
     if train_paths is None:
         train_paths = photo_split().train
     fingerprint = encoder_fingerprint(net.model, config.layer)
-    key = _config_key(config, fingerprint, [Path(p).name for p in train_paths])
+    key = _config_key(config, fingerprint, [Path(p) for p in train_paths])
     name = f"{net.name}-{fingerprint[:10]}-{config.layer}-{key[:10]}.safetensors"
     return cache_dir(cache) / "decoders" / name
 
@@ -693,3 +577,36 @@ def get_decoder(
         log=log,
     )
     return res.decoder.to(dev).eval(), res.info, path
+
+
+def get_decoders(
+    net,
+    configs: dict[str, TrainConfig],
+    *,
+    cache: str | Path | None = None,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> tuple[dict[str, Decoder], dict[str, dict[str, Any]]]:
+    """The decoder of each layer of ``configs`` (layer -> its :class:`TrainConfig`), from
+    the cache or trained when missing, and a summary of each (file, held-out error,
+    training time, whether it was trained in this call, training photos)."""
+    decoders, about = {}, {}
+    for layer, config in configs.items():
+        cached = decoder_path(net, config, cache).is_file()
+        dec, info, path = get_decoder(
+            net, config, cache=cache, device=device, progress=progress, log=log
+        )
+        decoders[layer] = dec
+        tr = info.training
+        about[layer] = {
+            "file": str(path),
+            "held_out_error": tr.get("held_out_error"),
+            "train_seconds": tr.get("train_seconds"),
+            "trained_in_this_run": not cached,
+            "steps": tr.get("steps"),
+            "training_images": len(tr.get("training_images", [])),
+            "held_out_images": tr.get("held_out_images"),
+            "architecture": info.architecture,
+        }
+    return decoders, about

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import io
+from cnninv.report.base import plt, png_bytes
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-
-__all__ = ["fig2_png", "png_bytes", "prop1_png"]
-
-
-def png_bytes(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
+__all__ = [
+    "coherence_png",
+    "fig2_png",
+    "fig3_png",
+    "prop1_png",
+    "sparsity_png",
+    "table4_activations_png",
+]
 
 
 def _hist(ax, values, title, xlabel, marks=()):

@@ -1,17 +1,19 @@
 """The self-contained HTML report: every figure embedded, every table with the paper's
-numbers beside ours."""
+numbers beside ours. Built from the result JSONs alone (each names its experiment and
+title); no experiment code is imported."""
 
 from __future__ import annotations
 
 import base64
 import html
 import json
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 
-from cnninv.experiments.registry import REGISTRY
 from cnninv.io import atomic_write_bytes, atomic_write_text
-from cnninv.report.sections import SECTIONS, Section, fmt
+from cnninv.report.base import Section, fmt
+from cnninv.report.sections import SECTIONS
 
 __all__ = ["build_report", "render_experiment"]
 
@@ -36,7 +38,7 @@ def render_experiment(name: str, result: dict, out_dir: str | Path) -> list[Path
 
 
 def _section_html(name: str, result: dict, section: Section) -> str:
-    title = REGISTRY[name].title if name in REGISTRY else name
+    title = str(result.get("title") or name)
     parts = [f'<h2 id="{html.escape(name)}">{html.escape(title)}</h2>']
     for fn, png in section.figures.items():
         data = base64.b64encode(png).decode()
@@ -59,26 +61,52 @@ def _section_html(name: str, result: dict, section: Section) -> str:
     return "\n".join(parts)
 
 
+def _read_result(path: Path) -> tuple[str, dict] | None:
+    """``(experiment name, result)`` of a JSON file, or None (with a warning naming the file)
+    when it is not a result the report knows."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        warnings.warn(f"report: skipped {path}: not readable JSON ({exc})", stacklevel=3)
+        return None
+    name = data.get("experiment") if isinstance(data, dict) else None
+    if name not in SECTIONS:
+        return None  # not an experiment result (e.g. another tool's JSON): not ours to judge
+    return name, data
+
+
 def build_report(out_dir: str | Path) -> Path:
-    """Collect the results of every registered experiment found in ``out_dir`` (their
-    JSON files) into ``out_dir/report.html``."""
+    """Collect the experiment results found in ``out_dir`` (the JSON files that name an
+    experiment) into ``out_dir/report.html``, in the order of :data:`SECTIONS`. A result
+    that its renderer cannot read (a file of another experiment, an older format) is
+    skipped with a warning naming it; the report is still built."""
     out_dir = Path(out_dir)
+    results: dict[str, tuple[Path, dict]] = {}
+    for path in sorted(out_dir.glob("*.json")):
+        read = _read_result(path)
+        if read is not None:
+            results.setdefault(read[0], (path, read[1]))
     found = []
-    for name, exp in REGISTRY.items():
-        path = out_dir / exp.json_name
-        if path.is_file() and name in SECTIONS:
-            try:
-                found.append((name, json.loads(path.read_text(encoding="utf-8"))))
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path} is not valid JSON: {exc}") from None
+    for name in SECTIONS:
+        if name not in results:
+            continue
+        path, result = results[name]
+        try:
+            found.append((name, result, SECTIONS[name](result)))
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            warnings.warn(
+                f"report: skipped {path}: not a readable {name} result "
+                f"({type(exc).__name__}: {exc})",
+                stacklevel=2,
+            )
     if not found:
         raise ValueError(f"no experiment results in {out_dir}; run `cnninv reproduce` first")
     toc = "".join(
-        f'<li><a href="#{n}">{html.escape(REGISTRY[n].title)}</a>'
-        f"{' (quick)' if r.get('config', {}).get('quick') else ''}</li>"
-        for n, r in found
+        f'<li><a href="#{n}">{html.escape(str(r.get("title") or n))}</a>'
+        f"{' (quick)' if (r.get('config') or {}).get('quick') else ''}</li>"
+        for n, r, _ in found
     )
-    body = "\n".join(_section_html(n, r, SECTIONS[n](r)) for n, r in found)
+    body = "\n".join(_section_html(n, r, sec) for n, r, sec in found)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     page = (
         "<!doctype html><html><head><meta charset='utf-8'><title>cnninv report</title>"

@@ -2,22 +2,21 @@
 ``inversion-baselines``): picture grids and tables, our numbers beside the paper's.
 
 The section renderers take the JSON-ready result of the experiment and return a
-:class:`~cnninv.report.sections.Section`; :data:`INVERSION_SECTIONS` maps experiment
-names to them. :func:`grid_png` also draws the side-by-side picture of ``cnninv invert``.
+:class:`~cnninv.report.base.Section`. :func:`grid_png` also draws the side-by-side
+picture of ``cnninv invert``.
 """
 
 from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-from cnninv.report.figures import plt, png_bytes
+from cnninv.report.base import Section, Table, fmt, plt, png_bytes
 
 __all__ = [
-    "INVERSION_SECTIONS",
     "fig4_section",
     "fig5_section",
     "grid_png",
@@ -111,8 +110,6 @@ def table4_image_png(r: dict) -> bytes:
 
 
 def table4_image_section(r: dict):
-    from cnninv.report.sections import Section, Table, fmt
-
     rows = []
     for name, v in r["layers"].items():
         m = v["metrics"]
@@ -187,8 +184,6 @@ def _figure_rows(r: dict, layer: str) -> tuple[list[tuple[str, list]], list[list
 
 
 def _figure_section(r: dict, name: str):
-    from cnninv.report.sections import Section, Table, fmt
-
     figures = {}
     for layer in r["layers"]:
         rows, captions = _figure_rows(r, layer)
@@ -228,8 +223,6 @@ def fig5_section(r: dict):
 
 
 def inversion_baselines_section(r: dict):
-    from cnninv.report.sections import Section, Table, fmt
-
     rows = []
     for layer, per in r["layers"].items():
         for method, v in per.items():
@@ -270,10 +263,31 @@ def inversion_baselines_section(r: dict):
     )
 
 
-#: Experiment name -> section renderer (to merge into ``cnninv.report.sections.SECTIONS``).
-INVERSION_SECTIONS: dict[str, Callable] = {
-    "table4-image": table4_image_section,
-    "fig4": fig4_section,
-    "fig5": fig5_section,
-    "inversion-baselines": inversion_baselines_section,
-}
+def invert_files(result: dict) -> tuple[dict[str, bytes], dict]:
+    """The outputs of ``cnninv invert`` from the job's result
+    (:func:`cnninv.experiments.invert.run`): ``({file name: PNG bytes}, record)`` — one
+    PNG per photo and method (``NAME_LAYER_METHOD.png``), one grid per photo beside the
+    original (``NAME_LAYER_grid.png``), and the JSON record (the result without the
+    pictures, each row naming its PNG)."""
+    layer, methods = result["layer"], result["methods"]
+    files: dict[str, bytes] = {}
+    rows = []
+    for row in result["results"]:
+        name = f"{row['image']}_{layer}_{row['method']}.png"
+        files[name] = base64.b64decode(result["pictures"][f"{row['image']}|{row['method']}"])
+        rows.append({**row, "file": name})
+    for image in result["images"]:
+        pictures = [result["originals"][image]]
+        pictures += [result["pictures"][f"{image}|{m}"] for m in methods]
+        captions = [""] + [
+            f"error {r['relative_error']:.3f}, SSIM {r['ssim']:.2f}"
+            for m in methods
+            for r in result["results"]
+            if r["image"] == image and r["method"] == m
+        ]
+        files[f"{image}_{layer}_grid.png"] = grid_png(
+            [(image, pictures)], ["original", *methods], cell=2.4, captions=[captions]
+        )
+    record = {k: v for k, v in result.items() if k not in ("pictures", "originals")}
+    record["results"] = rows
+    return files, record

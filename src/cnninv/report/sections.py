@@ -4,9 +4,9 @@ numbers beside the paper's, with a plain note where they differ)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from cnninv.report import figures
+from cnninv.report.base import Section, Table, fmt
 from cnninv.report.inversion import (
     fig4_section,
     fig5_section,
@@ -15,32 +15,7 @@ from cnninv.report.inversion import (
 )
 from cnninv.report.table1 import table1_section
 
-__all__ = ["SECTIONS", "Section", "Table", "fmt"]
-
-
-@dataclass
-class Table:
-    headers: list[str]
-    rows: list[list[str]]
-    caption: str = ""
-
-
-@dataclass
-class Section:
-    title: str
-    figures: dict[str, bytes] = field(default_factory=dict)  # file name -> PNG
-    tables: list[Table] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-
-def fmt(v, digits: int = 3) -> str:
-    if v is None:
-        return "—"
-    if isinstance(v, float):
-        if v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e5):
-            return f"{v:.2e}"
-        return f"{v:.{digits}f}"
-    return str(v)
+__all__ = ["SECTIONS"]
 
 
 def fig2_section(r: dict) -> Section:

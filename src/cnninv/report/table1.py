@@ -4,17 +4,8 @@ CIFAR-10 numbers beside ours, and validation accuracy against width."""
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import TYPE_CHECKING
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-
-from cnninv.report.figures import png_bytes
-
-if TYPE_CHECKING:
-    from cnninv.report.sections import Section
+from cnninv.report.base import Section, Table, fmt, plt, png_bytes
 
 __all__ = ["table1_png", "table1_section"]
 
@@ -87,9 +78,6 @@ def table1_png(result: dict) -> bytes:
 def table1_section(result: dict) -> Section:
     """The table (per depth: random and learned test accuracy with the chosen
     architectures, and the paper's CIFAR-10 numbers beside), the grid, and the plot."""
-    # imported here so that sections.py may import this module at its top
-    from cnninv.report.sections import Section, Table, fmt
-
     paper = result["paper"]
     rows = []
     for depth, row in result["depths"].items():

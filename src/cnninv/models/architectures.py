@@ -13,37 +13,22 @@ layer is the output of that ReLU, while the output of the ``Conv2d`` module itse
 pre-activation :math:`\mathbf W x + b`. The fully connected layers are ``fc6``, ``fc7``,
 ``fc8`` with ``relu6``, ``relu7``.
 
+The layer names themselves (paper name <-> ``named_modules()`` name) are handled by
+:mod:`cnninv.models.layers`.
+
 >>> model = build_model("vgg16")
->>> named_layer(model, "conv5_2")
+>>> model.features[28]
 Conv2d(512, 512, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1))
->>> qualified_name(model, "relu5_3"), qualified_name(model, "pool5")
-('features.29', 'features.30')
->>> layer_names(model)[:4]
-['conv1_1', 'relu1_1', 'conv1_2', 'relu1_2']
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 from torch import nn
 
-__all__ = [
-    "ALEXNET_LAYERS",
-    "ARCHITECTURES",
-    "PAPER_TABLE2_VGG16",
-    "VGG16",
-    "VGG16_LAYERS",
-    "AlexNet",
-    "build_model",
-    "conv_layer_names",
-    "layer_names",
-    "named_layer",
-    "named_layers",
-    "qualified_name",
-    "sparsity_layers",
-]
+from cnninv.models.layers import block_names, register_architecture
+
+__all__ = ["ALEXNET_LAYERS", "ARCHITECTURES", "VGG16", "VGG16_LAYERS", "AlexNet", "build_model"]
 
 # (out_channels per conv, "M" for a max pool): VGG configuration D.
 _VGG16_CFG: tuple[int | str, ...] = (
@@ -53,18 +38,10 @@ _VGG16_CFG: tuple[int | str, ...] = (
 
 
 def _vgg16_layer_map() -> dict[str, str]:
-    names: dict[str, str] = {}
-    idx, block, conv = 0, 1, 1
+    kinds = []
     for v in _VGG16_CFG:
-        if v == "M":
-            names[f"pool{block}"] = f"features.{idx}"
-            idx += 1
-            block, conv = block + 1, 1
-        else:
-            names[f"conv{block}_{conv}"] = f"features.{idx}"
-            names[f"relu{block}_{conv}"] = f"features.{idx + 1}"
-            idx += 2
-            conv += 1
+        kinds += ["pool"] if v == "M" else ["conv", "relu"]
+    names = {name: f"features.{i}" for i, name in enumerate(block_names(kinds))}
     names.update(
         {
             "fc6": "classifier.0",
@@ -103,17 +80,8 @@ ALEXNET_LAYERS: dict[str, str] = {
     "fc8": "classifier.6",
 }
 
-#: Gilbert et al. (2017), Table 2: percentage of non-zeros of VGGNet's activations on
-#: the ILSVRC 2012 validation set, "conv" layers counted after their ReLU.
-PAPER_TABLE2_VGG16: dict[str, float] = {
-    "conv1_1": 49.1, "conv1_2": 69.7, "pool1": 80.8,
-    "conv2_1": 67.4, "conv2_2": 49.7, "pool2": 70.7,
-    "conv3_1": 53.4, "conv3_2": 51.9, "conv3_3": 28.7, "pool3": 45.9,
-    "conv4_1": 35.6, "conv4_2": 29.6, "conv4_3": 12.6, "pool4": 23.1,
-    "conv5_1": 23.9, "conv5_2": 20.6, "conv5_3": 7.3, "pool5": 13.1,
-}  # fmt: skip
 
-
+@register_architecture
 class VGG16(nn.Module):
     """VGG16 (Simonyan and Zisserman 2015, configuration D), module layout of torchvision.
 
@@ -159,6 +127,7 @@ class VGG16(nn.Module):
         return self.classifier(torch.flatten(x, 1))
 
 
+@register_architecture
 class AlexNet(nn.Module):
     """AlexNet in torchvision's single-tower variant (64, 192, 384, 256, 256 filters).
 
@@ -217,7 +186,7 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {"vgg16": VGG16, "alexnet": AlexNet}
 def build_model(name: str, num_classes: int = 1000) -> nn.Module:
     """A freshly initialised (PyTorch default init) ``"vgg16"`` or ``"alexnet"``.
 
-    Use :func:`cnninv.networks.load_network` for learned or seeded Gaussian weights.
+    Use :func:`cnninv.models.load_network` for learned or seeded Gaussian weights.
 
     Raises
     ------
@@ -230,101 +199,3 @@ def build_model(name: str, num_classes: int = 1000) -> nn.Module:
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
     return ARCHITECTURES[key](num_classes=num_classes)
-
-
-def _structure(module: nn.Module) -> tuple[tuple[str, tuple[int, ...]], ...]:
-    """Types and conv/linear shapes of the ``features`` and ``classifier`` children."""
-    out = []
-    for part in ("features", "classifier"):
-        seq = getattr(module, part, None)
-        if not isinstance(seq, nn.Sequential):
-            return ()
-        for child in seq:
-            shape = tuple(child.weight.shape) if isinstance(child, nn.Conv2d | nn.Linear) else ()
-            # the number of classes (fc8's outputs) may differ
-            if isinstance(child, nn.Linear) and child is seq[-1]:
-                shape = shape[1:]
-            out.append((type(child).__name__, shape))
-    return tuple(out)
-
-
-_REFERENCE_STRUCTURES: dict[tuple, dict[str, str]] = {}
-
-
-def _present(model: nn.Module, mapping: dict[str, str]) -> dict[str, str]:
-    """The entries of ``mapping`` whose module exists (the classifier may be left out)."""
-    names = {n for n, _ in model.named_modules()}
-    return {k: v for k, v in mapping.items() if v in names}
-
-
-def _layer_map(model: nn.Module) -> dict[str, str]:
-    """The paper-name map of ``model``: from its class, or (for e.g. a torchvision model)
-    from a module structure identical to VGG16's or AlexNet's."""
-    mapping = getattr(model, "layer_map", None)
-    if isinstance(mapping, dict):
-        return _present(model, mapping)
-    if not _REFERENCE_STRUCTURES:
-        with torch.device("meta"):  # shapes only, no memory, no init cost
-            for cls in ARCHITECTURES.values():
-                _REFERENCE_STRUCTURES[_structure(cls())] = cls.layer_map
-    structure = _structure(model)
-    found = _REFERENCE_STRUCTURES.get(structure) if structure else None
-    if found is None:
-        raise ValueError(
-            f"model of type {type(model).__name__} has no paper layer names: only VGG16 and "
-            "AlexNet (ours or torchvision's) do; use qualified names from named_modules()"
-        )
-    return _present(model, found)
-
-
-def layer_names(model: nn.Module) -> list[str]:
-    """The paper's layer names of ``model`` (VGG16 or AlexNet) in forward order."""
-    return list(_layer_map(model))
-
-
-def conv_layer_names(model: nn.Module) -> list[str]:
-    """The convolution layers' paper names (``conv1_1`` … ``conv5_3`` for VGG16)."""
-    return [n for n in _layer_map(model) if n.startswith("conv")]
-
-
-def qualified_name(model: nn.Module, name: str) -> str:
-    """The ``named_modules()`` name (e.g. ``"features.28"``) of paper layer ``name``.
-
-    Raises
-    ------
-    ValueError
-        If ``name`` is not a layer of ``model``.
-    """
-    mapping = _layer_map(model)
-    if name not in mapping:
-        raise ValueError(f"name {name!r} is not a layer of this network; known: {list(mapping)}")
-    return mapping[name]
-
-
-def named_layer(model: nn.Module, name: str) -> nn.Module:
-    """The module of paper layer ``name`` (``"conv5_2"`` -> its ``nn.Conv2d``,
-    ``"relu5_2"`` -> the ReLU after it, ``"pool4"`` -> the ``nn.MaxPool2d``)."""
-    return model.get_submodule(qualified_name(model, name))
-
-
-def named_layers(model: nn.Module, names: Sequence[str] | None = None) -> dict[str, nn.Module]:
-    """Paper name -> module for ``names`` (all layers, in forward order, when None)."""
-    if names is None:
-        names = layer_names(model)
-    return {n: named_layer(model, n) for n in names}
-
-
-def sparsity_layers(model: nn.Module) -> list[tuple[str, str]]:
-    """Table 2's layers as ``(label, layer)`` pairs in forward order: each convolution
-    labelled by its name but measured at the ReLU after it, then each pooling layer.
-
-    >>> sparsity_layers(build_model("alexnet"))[:3]
-    [('conv1', 'relu1'), ('pool1', 'pool1'), ('conv2', 'relu2')]
-    """
-    out = []
-    for n in _layer_map(model):
-        if n.startswith("conv"):
-            out.append((n, "relu" + n[len("conv") :]))
-        elif n.startswith("pool"):
-            out.append((n, n))
-    return out

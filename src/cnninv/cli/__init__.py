@@ -1,5 +1,9 @@
 """The ``cnninv`` command line: parse, call the library, print. Errors reach the user as
-one line on stderr and exit code 2."""
+one line on stderr and exit code 2.
+
+``cnninv.cli`` holds the parser and the ``list``, ``reproduce``, ``analyze`` and
+``report`` commands; :mod:`cnninv.cli.inversion` the ``invert`` and ``train-decoder``
+commands."""
 
 from __future__ import annotations
 
@@ -71,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     ana.add_argument("--weights", help="imagenet (default for vgg16), random, or a weights file")
     ana.add_argument("--images", help="folder of photos (default: the 20 ImageNet photos)")
     _common(ana)
-    from cnninv.inversion.cli import add_parsers as add_inversion_parsers
+    from cnninv.cli.inversion import add_parsers as add_inversion_parsers
 
     add_inversion_parsers(sub)
     report = sub.add_parser("report", help="rebuild DIR/report.html from the results in DIR")
@@ -133,7 +137,7 @@ def _run(args: argparse.Namespace) -> None:
             log=lambda msg: print(msg, file=sys.stderr),
         )
     elif args.command in ("invert", "train-decoder"):
-        from cnninv.inversion.cli import handle
+        from cnninv.cli.inversion import handle
 
         handle(args)
     elif args.command == "report":

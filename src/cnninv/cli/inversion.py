@@ -1,20 +1,13 @@
-"""The ``cnninv invert`` and ``cnninv train-decoder`` commands: parse, call the library,
-write the files, print one line each. Bad input is a ``ValueError`` (the main CLI turns it
-into one line on stderr and exit code 2).
-
-Wiring (in ``cnninv.cli``)::
-
-    from cnninv.inversion import cli as inversion_cli
-    inversion_cli.add_parsers(sub)                    # in build_parser()
-    if args.command in inversion_cli.COMMANDS:        # in _run()
-        inversion_cli.handle(args)
-"""
+"""The ``cnninv invert`` and ``cnninv train-decoder`` commands: parse, call the library
+(the invert job is :func:`cnninv.experiments.invert.run`, rendered by
+:func:`cnninv.report.inversion.invert_files`), write the files, print one line each. Bad
+input is a ``ValueError`` (:func:`cnninv.cli.main` turns it into one line on stderr and
+exit code 2)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 __all__ = ["COMMANDS", "add_parsers", "handle"]
@@ -55,7 +48,8 @@ def _training_args(p: argparse.ArgumentParser) -> None:
 
 def add_parsers(subparsers) -> None:
     """Add ``invert`` and ``train-decoder`` to the main parser's sub-parsers."""
-    from cnninv.inversion.methods import FILTERS, METHODS
+    from cnninv.analysis import FILTERS
+    from cnninv.inversion import METHODS
 
     inv = subparsers.add_parser(
         "invert",
@@ -111,19 +105,16 @@ def _progress(args) -> bool:
 
 def _net(args):
     from cnninv._checks import resolve_device
-    from cnninv.experiments._networks import weights_arg
-    from cnninv.networks import load_network
+    from cnninv.models import is_weights_file, load_network
 
     dev = resolve_device(args.device)
-    path_given = Path(args.model).suffix != "" or Path(args.model).exists()
-    weights = None if path_given else weights_arg(args.weights)
-    if path_given and args.weights:
+    if is_weights_file(args.model) and args.weights:
         raise ValueError("--weights goes with a network name, not with a weights file")
-    return load_network(args.model, weights, seed=args.seed, device=dev, features_only=True)
+    return load_network(args.model, args.weights, seed=args.seed, device=dev, features_only=True)
 
 
 def _train_config(args, layer: str):
-    from cnninv.inversion.training import QUICK_TRAINING, TrainConfig
+    from cnninv.inversion import QUICK_TRAINING, TrainConfig
 
     values = dict(QUICK_TRAINING) if args.quick else {}
     for arg, key in (
@@ -141,22 +132,24 @@ def _train_config(args, layer: str):
 
 
 def _layers(spec: str, model) -> list[str]:
-    from cnninv.inversion.decoder import pool_number, vgg_layer_names
+    from cnninv.inversion import decoded_pools
+    from cnninv.models import layer_names
 
     if spec == "all":
-        return [n for n in vgg_layer_names(model) if n.startswith("pool")]
+        return [n for n in layer_names(model) if n.startswith("pool")]
     layers = [s.strip() for s in spec.split(",") if s.strip()]
     if not layers:
         raise ValueError(f"--layer must name a layer, got {spec!r}")
     for layer in layers:
-        pool_number(model, layer)
+        decoded_pools(model, layer)
     return layers
 
 
 def _train(args) -> None:
     import shutil
 
-    from cnninv.inversion.training import decoder_path, photo_split, train_decoder
+    from cnninv.data.photos import photo_split
+    from cnninv.inversion import decoder_path, train_decoder
 
     net = _net(args)
     split = photo_split(args.images)
@@ -193,7 +186,7 @@ def _train(args) -> None:
 
 
 def _methods(spec: str) -> list[str]:
-    from cnninv.inversion.methods import METHODS
+    from cnninv.inversion import METHODS
 
     if spec == "all":
         return list(METHODS)
@@ -204,120 +197,33 @@ def _methods(spec: str) -> list[str]:
     return methods
 
 
-def _png64(x, convention) -> str:
-    from cnninv.inversion.methods import png_base64
-
-    return png_base64(x, convention)
-
-
 def _invert(args) -> None:
-    import base64
-
-    from cnninv.data.images import load_images
-    from cnninv.inversion.decoder import layer_index, load_decoder
-    from cnninv.inversion.methods import image_metrics, invert, next_conv
-    from cnninv.inversion.training import get_decoder
+    from cnninv.experiments import invert
     from cnninv.io import atomic_write_bytes, atomic_write_json
-    from cnninv.report.inversion import grid_png
+    from cnninv.report.inversion import invert_files
 
-    methods = _methods(args.method)
+    config = invert.Config(
+        layer=args.layer, methods=tuple(_methods(args.method)), image_size=args.size,
+        iters=args.iters, filters=args.filters, decoder=args.decoder or "",
+        cache=args.cache or "", seed=args.seed, device=args.device, quick=args.quick,
+    )  # fmt: skip
     net = _net(args)
-    layer_index(net.model, args.layer)
     images = [Path(item) for item in args.image]
-    paths = images[0] if len(images) == 1 else images  # one folder, or files
-    x, names = load_images(paths, net.convention, size=args.size)
-    x = x.to(net.model.features[0].weight.device)
-    decoder, decoder_about = None, None
-    if any(m in ("decoder", "iht") for m in methods):
-        if not args.layer.startswith("pool"):
-            raise ValueError(
-                f"methods decoder and iht start from a pooling layer (pool1…), not "
-                f"{args.layer}; use optimize or deconvnet for {args.layer}"
-            )
-        if "iht" in methods:
-            next_conv(net.model, args.layer)
-        if args.decoder:
-            decoder, info = load_decoder(
-                args.decoder, layer=args.layer, model=net.model, convention=net.convention,
-                device=args.device,
-            )  # fmt: skip
-            path = Path(args.decoder)
-        else:
-            decoder, info, path = get_decoder(
-                net, _train_config(args, args.layer), cache=args.cache, device=args.device,
-                progress=_progress(args), log=_log,
-            )  # fmt: skip
-        decoder_about = {
-            "file": str(path),
-            "held_out_error": info.training.get("held_out_error"),
-            "training_images": len(info.training.get("training_images", [])),
-        }
+    result = invert.run(
+        net, images[0] if len(images) == 1 else images, config,
+        _train_config(args, args.layer) if args.layer.startswith("pool") else None,
+        progress=_progress(args), log=_log,
+    )  # fmt: skip
+    files, record = invert_files(result)
     out = Path(args.out)
-    results = []
-    recon: dict[str, object] = {}
-    for method in methods:
-        inv = invert(
-            net, x, args.layer, method, decoder=decoder, iters=args.iters,
-            filters=args.filters, seed=args.seed, progress=_progress(args),
-        )  # fmt: skip
-        recon[method] = inv.x_hat
-        metrics = image_metrics(inv.x_hat, x, net.convention)
-        for i, name in enumerate(names):
-            png = out / f"{name}_{args.layer}_{method}.png"
-            atomic_write_bytes(png, base64.b64decode(_png64(inv.x_hat[i], net.convention)))
-            results.append(
-                {
-                    "image": name,
-                    "method": method,
-                    "file": png.name,
-                    **{key: vals[i] for key, vals in metrics.items()},
-                    "seconds": inv.seconds / len(names),
-                    "info": {
-                        k: (v[i] if isinstance(v, list) and len(v) == len(names) else v)
-                        for k, v in inv.info.items()
-                        if k != "feature_error_by_iter"
-                    },
-                }
-            )
-            print(
-                f"{name} {args.layer} {method}: error {metrics['relative_error'][i]:.4f}, "
-                f"PSNR {metrics['psnr'][i]:.2f} dB, SSIM {metrics['ssim'][i]:.3f}, "
-                f"{inv.seconds / len(names):.2f} s"
-            )
-    for i, name in enumerate(names):
-        pictures = [_png64(x[i], net.convention)]
-        pictures += [_png64(recon[m][i], net.convention) for m in methods]
-        captions = [""] + [
-            f"error {r['relative_error']:.3f}, SSIM {r['ssim']:.2f}"
-            for m in methods
-            for r in results
-            if r["image"] == name and r["method"] == m
-        ]
-        grid = grid_png([(name, pictures)], ["original", *methods], cell=2.4, captions=[captions])
-        atomic_write_bytes(out / f"{name}_{args.layer}_grid.png", grid)
-    from cnninv import __version__
-
-    path = atomic_write_json(
-        out / f"invert_{args.layer}.json",
-        {
-            "layer": args.layer,
-            "model": net.name,
-            "weights": net.weights,
-            "weights_source": net.source,
-            "image_size": args.size,
-            "methods": methods,
-            "filters": args.filters,
-            "iters": args.iters,
-            "decoder": decoder_about,
-            "error_definition": "relative_error: ||x_hat - x|| / ||x|| in the network's input "
-            "space; rgb_relative_error: the same in RGB [0, 1]; psnr, ssim (scikit-image, "
-            "data_range=1, channel_axis) on RGB [0, 1]; seconds: wall time per image",
-            "results": results,
-            "device": str(args.device),
-            "cnninv_version": __version__,
-            "created": time.strftime("%Y-%m-%d %H:%M:%S"),
-        },
-    )
+    for name, data in files.items():
+        atomic_write_bytes(out / name, data)
+    for r in record["results"]:
+        print(
+            f"{r['image']} {args.layer} {r['method']}: error {r['relative_error']:.4f}, "
+            f"PSNR {r['psnr']:.2f} dB, SSIM {r['ssim']:.3f}, {r['seconds']:.2f} s"
+        )
+    path = atomic_write_json(out / f"invert_{args.layer}.json", record)
     print(f"-> {path}")
 
 

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from cnninv._checks import resolve_device
 from cnninv.data import default_images, load_images
-from cnninv.networks import LoadedNetwork, load_network
+from cnninv.data.photos import HELD_OUT_RULE, held_out_photos
+from cnninv.models import LoadedNetwork, load_network
 
-__all__ = ["NetworkInputs", "load_inputs", "load_inputs_for", "weights_arg"]
+__all__ = ["NetworkInputs", "held_out_rule", "load_inputs", "load_inputs_for", "load_network_for"]
 
 
 @dataclass
@@ -20,9 +22,33 @@ class NetworkInputs:
     names: list[str]
 
 
-def weights_arg(weights: str | None) -> str | None:
-    """Config strings to :func:`load_network`'s argument ("" or "file" mean the model path)."""
+def _weights(weights: str | None) -> str | None:
+    """Config strings to :func:`load_network`'s argument ("" or "file": the model is a file)."""
     return None if weights in (None, "", "file") else weights
+
+
+def _photos(images: str | None) -> list[Path] | str:
+    """``"default"``: the 20 ImageNet photos; ``"held-out"``: the 5 never trained on;
+    else a folder or file."""
+    if images in ("default", "", None):
+        return default_images()
+    if images == "held-out":
+        return held_out_photos()
+    return images
+
+
+def held_out_rule(images: str | None) -> str | None:
+    """The held-out rule when ``images`` are the held-out photos, else None."""
+    return HELD_OUT_RULE if images == "held-out" else None
+
+
+def load_network_for(config) -> LoadedNetwork:
+    """The network of an experiment config (``model``, ``weights``, ``seed``, ``device``),
+    convolutions only, in eval mode."""
+    dev = resolve_device(config.device)
+    return load_network(
+        config.model, _weights(config.weights), seed=config.seed, device=dev, features_only=True
+    )
 
 
 def load_inputs(
@@ -36,10 +62,10 @@ def load_inputs(
     image_size: int | None = None,
 ) -> NetworkInputs:
     """The network (learned, random or from a file) in eval mode on ``device``, and the
-    photos (``"default"``: the 20 ImageNet photos of foolbox) preprocessed for it."""
+    photos (see :func:`_photos`) preprocessed for it, at most ``max_images`` (0: all)."""
     dev = resolve_device(device)
-    net = load_network(model, weights_arg(weights), seed=seed, device=dev, features_only=True)
-    paths = default_images() if images in ("default", "", None) else images
+    net = load_network(model, _weights(weights), seed=seed, device=dev, features_only=True)
+    paths = _photos(images)
     if max_images and isinstance(paths, list):
         paths = paths[:max_images]
     x, names = load_images(paths, net.convention, size=image_size)

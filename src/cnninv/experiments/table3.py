@@ -6,12 +6,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from cnninv._checks import resolve_device
 from cnninv.analysis import filter_coherence
 from cnninv.experiments import paper
 from cnninv.experiments._common import check_config, environment, progress_bar
-from cnninv.experiments._networks import weights_arg
-from cnninv.networks import conv_layer, conv_layer_names, load_network
+from cnninv.experiments._inputs import load_network_for
+from cnninv.models import conv_layer, conv_layer_names
 
 __all__ = ["AlexNetConfig", "Config", "run"]
 
@@ -36,8 +35,7 @@ class AlexNetConfig(Config):
 
 def run(config: Config, progress: bool = False) -> dict:
     started = time.perf_counter()
-    resolve_device(config.device)
-    net = load_network(config.model, weights_arg(config.weights), seed=config.seed)
+    net = load_network_for(config)
     learned = net.weights != "random"
     published = paper.TABLE3_VGG16 if net.name == "vgg16" else paper.TABLE6_ALEXNET
     layers = {}

@@ -3,7 +3,7 @@ r"""Activations of any ``nn.Module`` at named layers, and conv layers as operato
 :func:`capture` runs a forward pass with forward hooks on the requested modules and
 returns their outputs; the hooks are removed before it returns, whatever happens. Layers
 are named by the paper's names for VGG16 and AlexNet (``"relu5_3"``, ``"pool4"``; see
-:mod:`cnninv.networks.models`) or, for any model, by the qualified names of
+:mod:`cnninv.models.layers`) or, for any model, by the qualified names of
 ``named_modules()`` (``"features.29"``), or given as modules.
 
 >>> import torch
@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from cnninv._checks import check_positive_int
-from cnninv.networks.models import _layer_map, named_layer
+from cnninv.models.layers import layer_map, named_layer
 from cnninv.operators import ConvOperator
 
 __all__ = ["capture", "conv_layer", "conv_operator", "layer_input_size", "nonzero_percent"]
@@ -48,7 +48,7 @@ def _resolve(
                 raise ValueError(f"layers[{key!r}] is not a submodule of model")
         return out
     try:
-        paper = _layer_map(model)
+        paper = layer_map(model)
     except ValueError:
         paper = {}
     modules = dict(model.named_modules())

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from cnninv.analysis import activation_sparsity
 from cnninv.experiments import paper
 from cnninv.experiments._common import check_config, environment
-from cnninv.experiments._networks import load_inputs_for
-from cnninv.networks import load_network, qualified_name, sparsity_layers
+from cnninv.experiments._inputs import load_inputs_for
+from cnninv.models import load_network, qualified_name, sparsity_layers
 
 __all__ = ["AlexNetConfig", "Config", "run"]
 
@@ -52,7 +52,9 @@ def run(config: Config, progress: bool = False) -> dict:
     ours = activation_sparsity(net.model, inputs.images, layers, batch_size=config.batch_size)
     random = None
     if config.compare_random and net.weights != "random":
-        rnet = load_network(net.name, "random", seed=config.seed, device=inputs.images.device)
+        rnet = load_network(
+            net.name, "random", seed=config.seed, device=inputs.images.device, features_only=True
+        )
         random = activation_sparsity(
             rnet.model, inputs.images, layers, batch_size=config.batch_size
         )
