@@ -72,6 +72,7 @@ from cnninv.inversion.decoder import (
     pool_channels,
     save_decoder,
 )
+from cnninv.metrics import relative_error
 from cnninv.models.layers import pool_number
 from cnninv.training import cosine_lr, load_checkpoint, save_checkpoint, step_generator
 
@@ -302,7 +303,7 @@ def held_out_error(
             xb = x[s : s + batch]
             enc = encode(model, xb, layer)
             xh = decoder(enc.f, enc.switches, enc.sizes)
-            errs += ((xh - xb).flatten(1).norm(dim=1) / xb.flatten(1).norm(dim=1)).tolist()
+            errs += relative_error(xh, xb).tolist()
     return errs
 
 

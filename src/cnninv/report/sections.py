@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from cnninv.report import figures
+from cnninv.report.analysis import analysis_section
 from cnninv.report.base import Section, Table, fmt
 from cnninv.report.inversion import (
     fig4_section,
@@ -329,4 +330,5 @@ SECTIONS: dict[str, Callable[[dict], Section]] = {
     "fig4": fig4_section,
     "fig5": fig5_section,
     "inversion-baselines": inversion_baselines_section,
+    "analyze": analysis_section,
 }
