@@ -7,6 +7,7 @@ import json
 import math
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,12 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
+    "find_non_finite",
     "to_jsonable",
 ]
+
+#: A temporary ``.part`` file older than this is a leftover of a killed run.
+STALE_PART_SECONDS = 600
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
@@ -36,7 +41,20 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+    _remove_stale_parts(path)
     return path
+
+
+def _remove_stale_parts(path: Path) -> None:
+    """Delete the ``.part`` files of ``path`` that a killed run left behind (older than
+    :data:`STALE_PART_SECONDS`; a younger one may belong to a writer still running)."""
+    now = time.time()
+    for part in path.parent.glob(f".{path.name}.*.part"):
+        try:
+            if now - part.stat().st_mtime > STALE_PART_SECONDS:
+                part.unlink()
+        except OSError:
+            pass  # gone already, or not ours to delete
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -72,3 +90,43 @@ def to_jsonable(obj: Any) -> Any:
 
 def atomic_write_json(path: str | os.PathLike, data: Any) -> Path:
     return atomic_write_text(path, json.dumps(to_jsonable(data), indent=2) + "\n")
+
+
+def find_non_finite(obj: Any, path: str = "", allow: tuple[str, ...] = ("psnr",)) -> str | None:
+    """The key path of the first NaN or infinite number in a result (tensors, arrays,
+    dicts, lists), or None. Keys in ``allow`` may be infinite (the PSNR of two identical
+    images is +inf); NaN is never allowed."""
+    import numpy as np
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        if obj.is_floating_point() and obj.numel() and not bool(torch.isfinite(obj).all()):
+            return path or "."
+        return None
+    if isinstance(obj, np.ndarray):
+        if obj.dtype.kind == "f" and obj.size and not bool(np.isfinite(obj).all()):
+            return path or "."
+        return None
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            key = str(k)
+            if key in allow and isinstance(v, float | list) and not _has_nan(v):
+                continue
+            found = find_non_finite(v, f"{path}/{key}", allow)
+            if found:
+                return found
+        return None
+    if isinstance(obj, list | tuple):
+        for i, v in enumerate(obj):
+            found = find_non_finite(v, f"{path}[{i}]", allow)
+            if found:
+                return found
+        return None
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return path or "."
+    return None
+
+
+def _has_nan(v: Any) -> bool:
+    values = v if isinstance(v, list) else [v]
+    return any(isinstance(x, float) and math.isnan(x) for x in values)

@@ -71,8 +71,10 @@ def load_checkpoint(path: str | Path, *, restart_hint: str = "") -> dict[str, An
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for a truncated or foreign file
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(f"cannot read checkpoint {path} ({first}){hint}") from exc
+        raise ValueError(
+            f"cannot read checkpoint {path}: truncated, or not a checkpoint written by cnninv "
+            f"({type(exc).__name__}){hint}"
+        ) from exc
     if not isinstance(state, dict):
         raise ValueError(
             f"checkpoint {path} holds a {type(state).__name__}, not a cnninv checkpoint{hint}"

@@ -15,6 +15,7 @@ a sweep runs.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -41,6 +42,22 @@ def describe_scheduler(scheduler: str | None, n_workers: int) -> str:
 
 
 @contextlib.contextmanager
+def _quiet_workers() -> Iterator[None]:
+    """A task's error reaches the caller as the task's own exception (one line at the
+    CLI); the workers' "Compute Failed" log would print it a second time, with a
+    traceback, so Dask's loggers are quietened for the block."""
+    loggers = [logging.getLogger(n) for n in ("distributed", "distributed.worker")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
+@contextlib.contextmanager
 def dask_client(scheduler: str | None = None, n_workers: int = 1) -> Iterator[Any]:
     """A :class:`distributed.Client`: on a new in-process ``LocalCluster`` of
     ``n_workers`` single-threaded workers when ``scheduler`` is None, else connected to
@@ -50,37 +67,42 @@ def dask_client(scheduler: str | None = None, n_workers: int = 1) -> Iterator[An
     tasks may set it (their spec's ``threads``).
     """
     distributed = _import_distributed()
+    if scheduler is None and (
+        isinstance(n_workers, bool) or not isinstance(n_workers, int) or n_workers < 1
+    ):
+        raise ValueError(f"n_workers must be a positive integer, got {n_workers!r}")
     threads_before = torch.get_num_threads()
-    if scheduler is None:
-        if isinstance(n_workers, bool) or not isinstance(n_workers, int) or n_workers < 1:
-            raise ValueError(f"n_workers must be a positive integer, got {n_workers!r}")
-        cluster = distributed.LocalCluster(
-            n_workers=n_workers,
-            threads_per_worker=1,
-            processes=False,
-            # the scheduler always serves HTTP (health checks): a free port on localhost,
-            # not 8787 on every interface
-            dashboard_address="127.0.0.1:0",
-            silence_logs=40,  # logging.ERROR
-        )
+    with _quiet_workers():
+        if scheduler is None:
+            cluster = distributed.LocalCluster(
+                n_workers=n_workers,
+                threads_per_worker=1,
+                processes=False,
+                # the scheduler always serves HTTP (health checks): a free port on
+                # localhost, not 8787 on every interface
+                dashboard_address="127.0.0.1:0",
+                silence_logs=40,  # logging.ERROR
+            )
+            try:
+                client = distributed.Client(cluster)
+            except BaseException:
+                cluster.close()
+                raise
+        else:
+            cluster = None
+            try:
+                client = distributed.Client(scheduler, timeout="20s")
+            except (OSError, TimeoutError, ValueError) as exc:
+                raise ValueError(
+                    f"cannot reach the Dask scheduler at {scheduler!r}: {exc}"
+                ) from exc
         try:
-            client = distributed.Client(cluster)
-        except BaseException:
-            cluster.close()
-            raise
-    else:
-        cluster = None
-        try:
-            client = distributed.Client(scheduler, timeout="20s")
-        except (OSError, TimeoutError, ValueError) as exc:
-            raise ValueError(f"cannot reach the Dask scheduler at {scheduler!r}: {exc}") from exc
-    try:
-        yield client
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
-        torch.set_num_threads(threads_before)
+            yield client
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+            torch.set_num_threads(threads_before)
 
 
 def map_specs(

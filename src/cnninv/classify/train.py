@@ -62,6 +62,7 @@ __all__ = [
     "accuracy",
     "config_key",
     "evaluate_test",
+    "forget",
     "make_spec",
     "train_config",
 ]
@@ -162,6 +163,13 @@ def _paths(spec: Mapping[str, Any]) -> tuple[Path, Path, Path]:
     folder = Path(spec["checkpoint_dir"]).expanduser()
     key = config_key(spec)
     return folder / f"{key}.pt", folder / f"{key}.json", folder / f"{key}.test.json"
+
+
+def forget(spec: Mapping[str, Any]) -> None:
+    """Delete a configuration's checkpoint and records, so that it trains from scratch
+    (``cnninv reproduce table1 --restart``: the way out of a damaged checkpoint)."""
+    for path in _paths(make_spec(**spec)):
+        path.unlink(missing_ok=True)
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

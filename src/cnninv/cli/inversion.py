@@ -10,13 +10,25 @@ import argparse
 import sys
 from pathlib import Path
 
+from cnninv.cli._args import (
+    MAX_ITERS,
+    check_output,
+    int_arg,
+    positive_float,
+    seed_arg,
+)
+
+#: The largest image side ``invert --size`` takes (VGG16's pool1 of a 2048² photo
+#: already holds 1 GB of activations).
+MAX_IMAGE_SIDE = 2048
+
 __all__ = ["COMMANDS", "add_parsers", "handle"]
 
 COMMANDS = ("invert", "train-decoder")
 
 
 def _device_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=seed_arg, default=0, help="random seed (default 0)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
@@ -34,12 +46,16 @@ def _network_args(p: argparse.ArgumentParser) -> None:
 
 
 def _training_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--epochs", type=int, help="epochs (default 20)")
-    p.add_argument("--steps", type=int, help="steps per epoch (default 50)")
-    p.add_argument("--batch", type=int, help="crops per step (default 8)")
-    p.add_argument("--crop", type=int, help="crop side in px (default 64)")
-    p.add_argument("--width", type=int, help="decoder base width (default 16)")
-    p.add_argument("--lr", type=float, help="Adam learning rate (default 1e-3)")
+    p.add_argument("--epochs", type=int_arg(1, 100_000, "--epochs"), help="epochs (default 20)")
+    p.add_argument(
+        "--steps", type=int_arg(1, MAX_ITERS, "--steps"), help="steps per epoch (default 50)"
+    )
+    p.add_argument("--batch", type=int_arg(1, 4096, "--batch"), help="crops per step (default 8)")
+    p.add_argument("--crop", type=int_arg(8, 1024, "--crop"), help="crop side in px (default 64)")
+    p.add_argument(
+        "--width", type=int_arg(1, 1024, "--width"), help="decoder base width (default 16)"
+    )
+    p.add_argument("--lr", type=positive_float, help="Adam learning rate (default 1e-3)")
     p.add_argument("--scales", help="comma-separated sides the photos are resized to (default 224)")
     p.add_argument(
         "--quick", action="store_true", help="tiny decoders (seconds per layer on 2 CPU cores)"
@@ -66,13 +82,20 @@ def add_parsers(subparsers) -> None:
         help=f"one of {', '.join(METHODS)}, a comma-separated list, or 'all' (default iht)",
     )
     inv.add_argument(
-        "--iters", type=int, help="IHT iterations (default 1) or optimize steps (default 200)"
+        "--iters",
+        type=int_arg(1, MAX_ITERS, "--iters"),
+        help="IHT iterations (default 1) or optimize steps (default 200)",
     )
     inv.add_argument(
         "--filters", default="learned", choices=FILTERS, help="IHT filters (default learned)"
     )
     inv.add_argument("--decoder", help="decoder file (default: the cached one, trained if missing)")
-    inv.add_argument("--size", type=int, default=224, help="image side in px (default 224)")
+    inv.add_argument(
+        "--size",
+        type=int_arg(16, MAX_IMAGE_SIDE, "--size"),
+        default=224,
+        help=f"image side in px, 16-{MAX_IMAGE_SIDE} (default 224)",
+    )
     inv.add_argument("--out", required=True, help="output folder")
     _network_args(inv)
     _training_args(inv)
@@ -150,7 +173,12 @@ def _train(args) -> None:
 
     from cnninv.data.photos import photo_split
     from cnninv.inversion import decoder_path, train_decoder
+    from cnninv.io import atomic_write
 
+    if args.out:
+        check_output(args.out, kind="file")
+    if args.images and not Path(args.images).is_dir():
+        raise ValueError(f"--images {args.images} is not a folder")
     net = _net(args)
     split = photo_split(args.images)
     for layer in _layers(args.layer, net.model):
@@ -180,8 +208,7 @@ def _train(args) -> None:
             out = Path(args.out)
             if len(args.layer.split(",")) > 1 or args.layer == "all":
                 out = out.with_name(f"{out.stem}_{layer}{out.suffix or '.safetensors'}")
-            out.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, out)
+            atomic_write(out, lambda tmp, src=path: shutil.copyfile(src, tmp))
             print(f"{layer}: copied to {out}")
 
 
@@ -202,6 +229,7 @@ def _invert(args) -> None:
     from cnninv.io import atomic_write_bytes, atomic_write_json
     from cnninv.report.inversion import invert_files
 
+    check_output(args.out)
     config = invert.Config(
         layer=args.layer, methods=tuple(_methods(args.method)), image_size=args.size,
         iters=args.iters, filters=args.filters, decoder=args.decoder or "",
@@ -225,6 +253,9 @@ def _invert(args) -> None:
         )
     path = atomic_write_json(out / f"invert_{args.layer}.json", record)
     print(f"-> {path}")
+
+
+COMMANDS = {"invert": lambda args: _invert(args), "train-decoder": lambda args: _train(args)}
 
 
 def handle(args: argparse.Namespace) -> None:

@@ -85,13 +85,55 @@ def list_images(paths_or_folder: str | Path | Sequence[str | Path]) -> list[Path
     return paths
 
 
+class UnsupportedImage(ValueError):
+    """An image Pillow opens but whose values cannot be put on the 8-bit scale."""
+
+
+def _high_depth_rgb(img) -> np.ndarray:
+    """A 16-bit, 32-bit integer or float single-channel image as RGB in [0, 1]: 16-bit
+    data divided by 65535; 32-bit integers divided by 255 when they hold 8-bit values, by
+    65535 when 16-bit ones; floats taken as they are when in [0, 1] or divided by 255 when
+    in [0, 255]; anything else is refused."""
+    arr = np.asarray(img).astype(np.float64)
+    lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+    if img.mode.startswith("I;16"):
+        arr = arr / 65535.0
+    elif img.mode == "I" and lo >= 0 and hi <= 255:
+        arr = arr / 255.0
+    elif img.mode == "I" and lo >= 0 and hi <= 65535:
+        arr = arr / 65535.0
+    elif img.mode == "F" and lo >= 0 and hi <= 1:
+        pass
+    elif img.mode == "F" and lo >= 0 and hi <= 255:
+        arr = arr / 255.0
+    else:
+        raise UnsupportedImage(
+            f"mode {img.mode} with values in [{lo:g}, {hi:g}]: cannot tell its range "
+            "(expected 16-bit data, or floats in [0, 1] or [0, 255])"
+        )
+    return np.repeat(arr[..., None], 3, axis=2).astype(np.float32)
+
+
 def _read_rgb(path: Path, size: int) -> torch.Tensor:
+    """One image as RGB in [0, 1], resized to ``size``×``size``, whatever its mode: 8-bit
+    modes (1, L, P, LA, RGB, RGBA, CMYK, YCbCr …) through Pillow's RGB conversion (alpha
+    dropped), 16-bit, 32-bit and float grey images scaled by :func:`_high_depth_rgb`."""
     from PIL import Image
 
     with Image.open(path) as img:
-        img = img.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
-        arr = np.asarray(img, dtype=np.float32) / 255.0
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1)
+        img.load()
+        if img.mode.startswith("I") or img.mode == "F":
+            arr = _high_depth_rgb(img)
+            chans = [
+                Image.fromarray(arr[..., 0], mode="F").resize(
+                    (size, size), Image.Resampling.BILINEAR
+                )
+            ]
+            arr = np.repeat(np.asarray(chans[0], dtype=np.float32)[..., None], 3, axis=2)
+        else:
+            rgb = img.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
+            arr = np.asarray(rgb, dtype=np.float32) / 255.0
+    return torch.from_numpy(np.clip(arr, 0.0, 1.0).copy()).permute(2, 0, 1)
 
 
 def read_photos(
@@ -109,6 +151,9 @@ def read_photos(
     for p in paths:
         try:
             images.append(_read_rgb(p, size))
+        except UnsupportedImage as exc:
+            skipped.append(f"{p} ({exc})")
+            continue
         except Exception as exc:  # PIL raises several types for unreadable files
             skipped.append(f"{p} ({type(exc).__name__})")
             continue

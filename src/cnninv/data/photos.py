@@ -141,7 +141,10 @@ def photo_split(extra: str | Path | Sequence[str | Path] | None = None) -> Photo
     if len(candidates) - len(library) < DEFAULT_SOURCES["foolbox"][0]:
         missing_names.insert(0, "foolbox")
     if extra:
-        candidates += [p for p in list_images(extra) if p.suffix.lower() in IMAGE_SUFFIXES]
+        added = [p for p in list_images(extra) if p.suffix.lower() in IMAGE_SUFFIXES]
+        if not added:
+            raise ValueError(f"the extra training photos {extra!r} hold no image file")
+        candidates += added
     train, dropped, seen = [], [], set()
     for p in candidates:
         digest = file_sha256(p)

@@ -78,7 +78,9 @@ class Config:
         torch_dtype(self.dtype)
         if self.k > self.K:
             raise ValueError(f"k={self.k} exceeds the number of blocks K={self.K}")
-        if self.ell > self.D or (self.D - self.ell) % self.stride:
+        if self.ell > self.D:
+            raise ValueError(f"ell={self.ell} is longer than the signal D={self.D}")
+        if (self.D - self.ell) % self.stride:
             raise ValueError(
                 f"stride={self.stride} does not give an integer n = (D - ell)/t + 1 "
                 f"(D={self.D}, ell={self.ell})"

@@ -35,7 +35,7 @@ from typing import Any
 
 from cnninv.classify.data import DATASETS, default_path
 from cnninv.classify.models import VARIANTS
-from cnninv.classify.train import config_key, evaluate_test, make_spec, train_config
+from cnninv.classify.train import config_key, evaluate_test, forget, make_spec, train_config
 from cnninv.experiments._common import check_config, environment
 
 __all__ = [
@@ -186,6 +186,7 @@ class Config:
     n_workers: int = 1
     threads: int = 1
     checkpoint_dir: str | None = None
+    restart: bool = False  # forget existing checkpoints (e.g. a damaged one) and retrain
     seed: int = 0
     device: str = "cpu"
     quick: bool = False
@@ -193,8 +194,9 @@ class Config:
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
             raise ValueError(f"dataset must be one of {DATASETS}, got {self.dataset!r}")
-        if not isinstance(self.full, bool):
-            raise ValueError(f"full must be true or false, got {self.full!r}")
+        for flag in ("full", "restart"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ValueError(f"{flag} must be true or false, got {getattr(self, flag)!r}")
         self.data_path = _opt_str(self.data_path)
         self.scheduler = _opt_str(self.scheduler)
         self.checkpoint_dir = _opt_str(self.checkpoint_dir)
@@ -307,6 +309,9 @@ def run(config: Config, progress: bool = False) -> dict:
     ckpt = Path(config.checkpoint_dir).expanduser() if config.checkpoint_dir else None
     ckpt = (ckpt or default_checkpoint_dir()).resolve()
     specs = _specs(config, str(folder), ckpt, config.threads)
+    if config.restart:
+        for spec in specs:
+            forget(spec)
 
     with dask_client(config.scheduler, config.n_workers) as client:
         results = map_specs(

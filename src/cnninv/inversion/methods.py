@@ -65,6 +65,7 @@ __all__ = [
     "OptimizeOptions",
     "decode",
     "deconvnet",
+    "first_non_finite",
     "iht_activation",
     "image_metrics",
     "invert",
@@ -193,6 +194,27 @@ def iht_activation(
         "activation_errors": err.tolist(),
     }
     return f_hat, info
+
+
+def first_non_finite(model: nn.Module, x: torch.Tensor, layer: str) -> str | None:
+    """The first layer of ``features`` (up to ``layer``) whose output on ``x`` holds NaN or
+    inf, by name (``conv1_1``), or None when every activation is finite."""
+    from cnninv.models.layers import block_names
+
+    features = features_of(model)
+    names = block_names(features)
+    stop = layer_index(model, layer)
+    h = x
+    with torch.no_grad():
+        if not bool(torch.isfinite(h).all()):
+            return "the input"
+        for i, m in enumerate(features):
+            h = m(h)
+            if not bool(torch.isfinite(h).all()):
+                return names[i]
+            if i == stop:
+                break
+    return None
 
 
 def decode(decoder: Decoder, enc: Encoding, f: torch.Tensor | None = None) -> torch.Tensor:
@@ -424,6 +446,17 @@ def invert(
         x_hat = rescale_to(deconvnet(model, x, layer), x)
         info = {"rescaled_to": "||x|| (input space), per image"}
     seconds = time.perf_counter() - started
+    if not bool(torch.isfinite(x_hat).all()):
+        where = first_non_finite(model, x, layer)
+        raise ValueError(
+            f"method {method!r} gave a non-finite image (NaN or inf): "
+            + (
+                f"the activations are already non-finite at {where} (weights or inputs too "
+                "large for float32?)"
+                if where is not None
+                else "the activations are finite, the reconstruction overflows"
+            )
+        )
     return Inversion(x_hat.detach(), method, layer, seconds, info)
 
 

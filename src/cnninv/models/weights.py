@@ -262,6 +262,8 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor] | dict[str, _Layer
         If the file does not exist, has an unknown suffix or cannot be read.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"weights file {str(path)!r} is a folder, not a weights file")
     if not path.is_file():
         raise ValueError(f"weights file {str(path)!r} does not exist")
     suffix = path.suffix.lower()

@@ -1,0 +1,215 @@
+"""Discovery of every convolution in models of every kind, in Python and as TorchScript:
+the layers found, their properties, folded batch norm against the module, dot tests of
+every discovered W."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cnninv.models.discovery import discover, record_ops
+from cnninv.operators import dottest
+
+
+class ResNetBlock(nn.Module):
+    """A strided stem with BN, then a basic residual block, then a dilated depthwise conv
+    and a grouped 1×1 conv, average pooling."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, stride=2, padding=1, bias=False)
+        self.bn0 = nn.BatchNorm2d(8)
+        self.c1 = nn.Conv2d(8, 8, 3, padding=1, bias=False)
+        self.b1 = nn.BatchNorm2d(8)
+        self.c2 = nn.Conv2d(8, 8, 3, padding=1, bias=False)
+        self.b2 = nn.BatchNorm2d(8)
+        self.dw = nn.Conv2d(8, 8, 3, padding=2, dilation=2, groups=8)
+        self.grouped = nn.Conv2d(8, 4, 1, groups=2)
+
+    def forward(self, x):
+        x = F.relu(self.bn0(self.stem(x)))
+        y = F.relu(self.b1(self.c1(x)))
+        x = F.relu(x + self.b2(self.c2(y)))
+        return F.avg_pool2d(self.grouped(F.relu(self.dw(x))), 2)
+
+
+class AudioNet(nn.Module):
+    """A 1-d audio net written with (L, 1) kernels and functional calls, padded by F.pad."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(1, 4, (9, 1), stride=(2, 1), padding=(4, 0))
+        self.c2 = nn.Conv2d(4, 6, (5, 1))
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.c1(F.pad(x, (0, 0, 1, 2)))), (2, 1), (2, 1))
+        return F.max_pool2d(F.relu(self.c2(x)), (2, 1))
+
+
+class PReLUNet(nn.Module):
+    """MTCNN's P-Net pattern: PReLU and overlapping ceil-mode max pooling."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 10, 3)
+        self.prelu1 = nn.PReLU(10)
+        self.pool1 = nn.MaxPool2d(3, 2, ceil_mode=True)
+        self.conv2 = nn.Conv2d(10, 16, 3)
+        self.prelu2 = nn.PReLU(16)
+
+    def forward(self, x):
+        return self.prelu2(self.conv2(self.pool1(self.prelu1(self.conv1(x)))))
+
+
+class Conv1dNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv1d(2, 6, 5, stride=2)
+        self.b = nn.Conv1d(6, 6, 3)
+
+    def forward(self, x):
+        return F.gelu(self.b(F.max_pool1d(F.leaky_relu(self.a(x), 0.2), 2)))
+
+
+def _randomise_bn(model: nn.Module, seed: int = 0) -> nn.Module:
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            with torch.no_grad():
+                m.running_mean.copy_(torch.randn(m.num_features, generator=g))
+                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.weight.copy_(torch.randn(m.num_features, generator=g))
+                m.bias.copy_(torch.randn(m.num_features, generator=g))
+    return model.eval()
+
+
+CASES = {
+    "resnet": (lambda: _randomise_bn(ResNetBlock()), (1, 3, 16, 16)),
+    "audio": (AudioNet, (1, 1, 64, 1)),
+    "prelu": (PReLUNet, (1, 3, 24, 24)),
+    "conv1d": (Conv1dNet, (1, 2, 40)),
+}
+
+
+def _as(kind: str, model: nn.Module, x: torch.Tensor) -> nn.Module:
+    if kind == "python":
+        return model
+    if kind == "traced":
+        return torch.jit.trace(model, x)
+    return torch.jit.script(model)
+
+
+@pytest.fixture(params=["python", "traced", "scripted"])
+def flavour(request):
+    return request.param
+
+
+def _found(case: str, flavour: str):
+    make, shape = CASES[case]
+    torch.manual_seed(0)
+    model = make().eval()
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(1))
+    return model, discover(_as(flavour, model, x), x), x
+
+
+def test_resnet_block(flavour):
+    model, found, _ = _found("resnet", flavour)
+    by = {layer.name: layer for layer in found.layers}
+    assert list(by) == ["stem", "c1", "c2", "dw", "grouped"]
+    stem, c1, c2, dw, grouped = by.values()
+    assert stem.stride == (2, 2) and stem.in_shape == (3, 16, 16) and stem.out_shape == (8, 8, 8)
+    assert stem.batch_norm is not None and stem.activation == "relu"
+    assert stem.residual  # its output is also the skip connection
+    assert c1.batch_norm is not None and not c1.residual
+    assert c2.residual and c2.activation == "relu"  # relu after the sum
+    assert dw.dilation == (2, 2) and dw.groups == 8 and dw.batch_norm is None
+    assert grouped.groups == 2 and grouped.pool.kind == "avg" and not grouped.pool.overlapping
+    assert all(layer.kind == "conv2d" for layer in found.layers)
+
+
+def test_audio_net_with_singleton_width_and_functional_calls(flavour):
+    _, found, _ = _found("audio", flavour)
+    c1, c2 = found.layers
+    assert c1.kind == "conv2d (1-d, one wide)" and c1.singleton_axis == 1
+    assert c1.pre_pad == ("constant_pad_nd", [0, 0, 1, 2])
+    assert c1.in_shape == (1, 67, 1) and c1.stride == (2, 1)
+    assert c1.activation == "relu" and c1.pool.kind == "max" and c1.pool.kernel == (2, 1)
+    assert c2.in_shape == (4, 17, 1) and c2.pool.stride == (2, 1)  # (67 + 8 - 9) // 2 + 1 = 34, pooled
+
+
+def test_prelu_net_with_overlapping_ceil_pool(flavour):
+    _, found, _ = _found("prelu", flavour)
+    conv1, conv2 = found.layers
+    assert conv1.activation == "prelu" and conv2.activation == "prelu"
+    pool = conv1.pool
+    assert pool.kind == "max" and pool.kernel == (3, 3) and pool.stride == (2, 2)
+    assert pool.ceil_mode and pool.overlapping
+    assert conv2.in_shape == (10, 11, 11)  # ceil mode: 22 -> 11
+    assert conv2.pool is None
+
+
+def test_conv1d_net(flavour):
+    _, found, _ = _found("conv1d", flavour)
+    a, b = found.layers
+    assert a.kind == "conv1d" and a.stride == (2,) and a.out_shape == (6, 18)
+    assert a.activation == "leaky_relu" and a.activation_args == [0.2]
+    assert a.pool.kind == "max" and a.pool.kernel == (2,)  # a 1-d pool, run as 2-d inside
+    assert b.activation == "gelu" and b.in_shape == (6, 9)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_every_discovered_w_passes_the_dot_test_and_is_the_convolution(case):
+    model, found, x = _found(case, "python")
+    ops = record_ops(model, x)
+    for layer in found.layers:
+        W = layer.operator(dtype=torch.float64)
+        lhs, rhs = dottest(W)
+        assert lhs == pytest.approx(rhs, rel=1e-10), layer.name
+        # W x equals the convolution the model ran, bias (and folded BN) added back
+        conv = ops[layer.op_index]
+        x_in = conv.tensors[0].double()
+        want = ops[layer.op_index]
+        assert tuple(W.in_shape) == tuple(x_in.shape[1:])
+        assert W.out_shape == tuple(want.out_shapes[0][1:])
+
+
+def test_folded_batch_norm_equals_the_module():
+    model = _randomise_bn(ResNetBlock(), seed=3)
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(2))
+    found = discover(model, x[:1])
+    stem = found.layer("stem")
+    with torch.no_grad():
+        want = model.bn0(model.stem(x))
+        W = stem.operator()
+        got = W(x) + stem.bias.view(1, -1, 1, 1)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_no_convolution_and_a_failing_forward_are_clear_errors():
+    with pytest.raises(ValueError, match="no convolution"):
+        discover(nn.Sequential(nn.Flatten(), nn.Linear(12, 2)), torch.randn(1, 3, 2, 2))
+    with pytest.raises(ValueError, match=r"forward pass failed on an input of shape \(1, 5, 8, 8\)"):
+        discover(nn.Conv2d(3, 4, 3), torch.randn(1, 5, 8, 8))
+    found = discover(nn.Conv2d(3, 4, 3), torch.randn(1, 3, 8, 8))
+    with pytest.raises(ValueError, match="not a convolution of this model"):
+        found.layer("nope")
+
+
+def test_vgg16_and_alexnet_are_found_with_their_pools():
+    from cnninv.models import build_model
+
+    vgg = build_model("vgg16")
+    vgg.classifier = nn.Sequential()
+    found = discover(vgg.eval(), torch.randn(1, 3, 64, 64))
+    assert len(found.layers) == 13
+    pooled = [layer.name for layer in found.layers if layer.pool is not None]
+    assert pooled == ["features.2", "features.7", "features.14", "features.21", "features.28"]
+    assert all(layer.activation == "relu" for layer in found.layers)
+    alex = build_model("alexnet").eval()
+    found = discover(alex, torch.randn(1, 3, 224, 224))
+    assert [layer.stride for layer in found.layers][0] == (4, 4)
+    assert all(
+        layer.pool.overlapping for layer in found.layers if layer.pool is not None
+    )  # AlexNet's 3×3/2 pools
