@@ -86,7 +86,7 @@ def run(config: Config, progress: bool = False) -> dict:
     input_layer = config.input_layer or default[1]
     if not layer or not input_layer:
         raise ValueError("layer and input_layer must be given for this network")
-    W = conv_operator(net.model, layer).to(dev).normalized()
+    W = conv_operator(net.model, layer).to(dev).unit_norm_filters()
     gen = make_generator(config.seed, None, dev)
     Wr = ConvOperator.gaussian(
         W.K, W.M, W.kernel_size, W.input_size, W.stride, W.padding,

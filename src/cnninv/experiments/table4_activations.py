@@ -83,7 +83,7 @@ def run(config: Config, progress: bool = False) -> dict:
         density = float((density_act != 0).double().mean())
         W = conv_operator(net.model, conv_name).to(dev)
         if config.normalize_filters:
-            W = W.normalized()
+            W = W.unit_norm_filters()
         Wr = ConvOperator.gaussian(
             W.K, W.M, W.kernel_size, W.input_size, W.stride, W.padding,
             unit_norm_rows=config.normalize_filters, generator=gen, device=dev,

@@ -199,7 +199,7 @@ def iht_activation(
         density = float((relu(conv(f)) != 0).double().mean())
     W = ConvOperator.from_conv(conv, tuple(f.shape[-2:])).to(f.device)
     if normalize_filters:
-        W = W.normalized()
+        W = W.unit_norm_filters()
     if filters == "random":
         gen = generator if generator is not None else make_generator(0, None, f.device)
         W = ConvOperator.gaussian(
