@@ -310,7 +310,7 @@ def test_each_bad_value_alone(case):
 
 
 @settings(
-    max_examples=600,
+    max_examples=400,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
