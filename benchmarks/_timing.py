@@ -40,6 +40,7 @@ __all__ = [
     "measure",
     "measure_interleaved",
     "paired_ratio",
+    "resolve_device",
     "synchronize",
 ]
 
@@ -301,6 +302,19 @@ def bench_main(
             json.dump(result, fh, indent=2)
             fh.write("\n")
     return 0
+
+
+def resolve_device(device: str) -> torch.device:
+    """The device a benchmark runs on (``"auto"``: CUDA when present); a CUDA device on a
+    machine without one is a ``ValueError`` (``bench_main`` prints it as one line)."""
+    dev = (
+        torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if device == "auto"
+        else (torch.device(device))
+    )
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available here")
+    return dev
 
 
 @contextlib.contextmanager

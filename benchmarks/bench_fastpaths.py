@@ -12,10 +12,11 @@ layout, sorted top-k, unpooling into a contiguous code), interleaved round by ro
 * **unsorted top-k** in the projection (only the set of the k blocks matters);
 * all of them together: one bare IHT iteration (conv, projection, conv-transpose), the
   "before" iteration on contiguous tensors against the library's on the channels-last
-  state that ``iht()`` and ``fista()`` keep (``_compute_layout``); both must agree.
+  state that ``iht()`` and ``fista()`` keep (``W.native_layout``); both must agree.
 
-The projection is compared without input checks on either side (``_model_sparse``, what
-``iht()`` runs; the public ``model_sparse`` adds a NaN/inf check, two passes over ``h``).
+The projection is compared without input checks on either side (``model_sparse(...,
+check=False)``, what ``iht()`` runs; the default ``check=True`` adds a NaN/inf scan of
+``h``).
 
 Sizes: the Figure 2 layer (1-d, batch 256), a small 2-d layer (K=64, M=16, 16x16, batch 64)
 and VGG conv5 (512 channels, 14x14, padding 1, batch 8). CPU only (nothing changed on CUDA).
@@ -43,8 +44,8 @@ from _timing import (
     paired_ratio,
 )
 
-from cnninv.operators import ConvOperator, _compute_layout
-from cnninv.sparsity import _model_sparse, max_pool_switches, num_blocks
+from cnninv.operators import ConvOperator
+from cnninv.sparsity import max_pool_switches, model_sparse, num_blocks
 from cnninv.theory import sample_model_sparse
 
 __all__ = ["Config", "render", "run"]
@@ -110,18 +111,19 @@ def old_projection(h: torch.Tensor, k: int, pool) -> torch.Tensor:
     return out.view(h.shape)
 
 
-def old_iteration(W: ConvOperator, x, z, d, k, pool):
-    g = _CONV[W.ndim](d, W.weight, stride=W.stride, padding=W.padding)
+def old_iteration(W: ConvOperator, w, x, z, d, k, pool):
+    """``w``: the filters in the default layout, as the old code held them."""
+    g = _CONV[W.ndim](d, w, stride=W.stride, padding=W.padding)
     z_new = old_projection(z + g, k, pool)
     xh = _CONV_T[W.ndim](
-        z_new, W.weight, stride=W.stride, padding=W.padding, output_padding=W._output_padding
+        z_new, w, stride=W.stride, padding=W.padding, output_padding=W.output_padding
     )
     return z_new, x - xh
 
 
 def new_iteration(W: ConvOperator, x, z, d, k, pool):
     g = W.matvec(d)
-    z_new = _model_sparse(z + g, k, pool, "abs").code
+    z_new = model_sparse(z + g, k, pool, check=False).code
     return z_new, x - W.rmatvec(z_new)
 
 
@@ -131,6 +133,7 @@ def new_iteration(W: ConvOperator, x, z, d, k, pool):
 def bench_case(cfg: Config, c: Case) -> dict[str, Any]:
     size = c.D if c.ndim == 1 else (c.D, c.D)
     W = ConvOperator.gaussian(c.K, c.M, c.ell, size, padding=c.padding, seed=cfg.seed)
+    w = W.weight.contiguous()  # the old code's filters: default layout (W stores its own)
     blocks = num_blocks(W.out_shape, c.pool)
     k = max(1, round(c.k_fraction * blocks))
     B = c.batch
@@ -140,9 +143,9 @@ def bench_case(cfg: Config, c: Case) -> dict[str, Any]:
     z, d = z_true * 0.5, (x - W.rmatvec(z_true * 0.5)).contiguous()
     z = z.contiguous()
     h = (z + W.matvec(d)).contiguous()
-    x_cl, z_cl, d_cl, h_cl = (_compute_layout(t) for t in (x, z, d, h))
+    x_cl, z_cl, d_cl, h_cl = (W.native_layout(t) for t in (x, z, d, h))
 
-    za, da = old_iteration(W, x, z, d, k, c.pool)
+    za, da = old_iteration(W, w, x, z, d, k, c.pool)
     zb, db = new_iteration(W, x_cl, z_cl, d_cl, k, c.pool)
     diff = {
         "code": float((za - zb).abs().max()),
@@ -155,16 +158,16 @@ def bench_case(cfg: Config, c: Case) -> dict[str, Any]:
     vals = old_pool(h, c.pool)[0].flatten(1)
     pairs = {
         "conv W d": (
-            lambda: _CONV[W.ndim](d, W.weight, stride=W.stride, padding=W.padding),
+            lambda: _CONV[W.ndim](d, w, stride=W.stride, padding=W.padding),
             lambda: W.matvec(d_cl),
         ),
         "conv W d, contiguous input": (
-            lambda: _CONV[W.ndim](d, W.weight, stride=W.stride, padding=W.padding),
+            lambda: _CONV[W.ndim](d, w, stride=W.stride, padding=W.padding),
             lambda: W.matvec(d),
         ),
         "conv-transpose W^T z": (
             lambda: _CONV_T[W.ndim](
-                z, W.weight, stride=W.stride, padding=W.padding, output_padding=W._output_padding
+                z, w, stride=W.stride, padding=W.padding, output_padding=W.output_padding
             ),
             lambda: W.rmatvec(z_cl),
         ),
@@ -178,10 +181,10 @@ def bench_case(cfg: Config, c: Case) -> dict[str, Any]:
         ),
         "projection model_sparse": (
             lambda: old_projection(h, k, c.pool),
-            lambda: _model_sparse(h_cl, k, c.pool, "abs"),
+            lambda: model_sparse(h_cl, k, c.pool, check=False),
         ),
         "bare IHT iteration": (
-            lambda: old_iteration(W, x, z, d, k, c.pool),
+            lambda: old_iteration(W, w, x, z, d, k, c.pool),
             lambda: new_iteration(W, x_cl, z_cl, d_cl, k, c.pool),
         ),
     }

@@ -52,13 +52,13 @@ from _timing import (
     machine_line,
     measure_interleaved,
     paired_ratio,
+    resolve_device,
     strict_float32,
 )
 
-from cnninv._checks import resolve_device
-from cnninv.operators import ConvOperator, _compute_layout
+from cnninv.operators import ConvOperator
 from cnninv.recovery import iht
-from cnninv.sparsity import _model_sparse, model_sparse, num_blocks
+from cnninv.sparsity import model_sparse, num_blocks
 from cnninv.theory import sample_model_sparse
 
 __all__ = ["Config", "main", "render", "run"]
@@ -178,12 +178,12 @@ def cnninv_loop(W: ConvOperator, x: torch.Tensor, k: int | None, pool, iters: in
     """The loop :func:`cnninv.recovery.iht` runs, from :math:`z=0`, without its
     per-iteration bookkeeping (norms, history, stop test): the state in the operator's
     layout, the projection without input checks."""
-    x = _compute_layout(x)
-    z = _compute_layout(torch.zeros((x.shape[0], *W.out_shape), dtype=x.dtype, device=x.device))
+    x = W.native_layout(x)
+    z = W.native_layout(torch.zeros((x.shape[0], *W.out_shape), dtype=x.dtype, device=x.device))
     d = x
     for _ in range(iters):
         g = W.matvec(d)
-        z = _model_sparse(z + g, k, pool, "abs").code
+        z = model_sparse(z + g, k, pool, check=False).code
         d = x - W.rmatvec(z)
     return z
 
@@ -204,7 +204,7 @@ def _check_same(name: str, expected: np.ndarray, got: np.ndarray) -> dict[str, f
 
 def _iteration_stages(W, x, k, pool, device, rounds: int) -> dict[str, float]:
     """Median seconds of each stage of the bare iteration (stages of one run add up)."""
-    x = _compute_layout(x)
+    x = W.native_layout(x)
     z = cnninv_loop(W, x, k, pool, 2)
     d = x - W.rmatvec(z)
     laps = Laps(device)
@@ -216,7 +216,7 @@ def _iteration_stages(W, x, k, pool, device, rounds: int) -> dict[str, float]:
         laps.lap("conv W d")
         b = z + g
         laps.lap("z + g")
-        z_new = _model_sparse(b, k, pool, "abs").code
+        z_new = model_sparse(b, k, pool, check=False).code
         laps.lap("projection")
         xh = W.rmatvec(z_new)
         laps.lap("conv-transpose")

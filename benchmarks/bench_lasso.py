@@ -46,9 +46,9 @@ from _timing import (
     machine_line,
     measure_interleaved,
     paired_ratio,
+    resolve_device,
 )
 
-from cnninv._checks import resolve_device
 from cnninv.recovery import fista
 
 __all__ = ["Config", "render", "run"]

@@ -31,13 +31,13 @@ from _timing import (
     machine_line,
     measure_interleaved,
     paired_ratio,
+    resolve_device,
     strict_float32,
 )
 
-from cnninv._checks import resolve_device
-from cnninv.operators import ConvOperator, _compute_layout
+from cnninv.operators import ConvOperator
 from cnninv.recovery import iht
-from cnninv.sparsity import _model_sparse, num_blocks
+from cnninv.sparsity import model_sparse, num_blocks
 from cnninv.theory import sample_model_sparse
 
 __all__ = ["Config", "render", "run"]
@@ -77,7 +77,7 @@ class Config:
 def _bare_iteration(W, x, z, d, k, pool):
     """The iteration ``iht()`` runs, without its bookkeeping (projection unchecked)."""
     g = W.matvec(d)
-    z_new = _model_sparse(z + g, k, pool, "abs").code
+    z_new = model_sparse(z + g, k, pool, check=False).code
     return z_new, x - W.rmatvec(z_new)
 
 
@@ -95,7 +95,7 @@ def bench_layer(cfg: Config, layer: Layer, device: torch.device, a: torch.Tensor
         z_true = sample_model_sparse(B, W.out_shape, k, pool, generator=gen, device=device)
         x = W.rmatvec(z_true).contiguous()
         z = iht(W, x, k, pool=pool, max_iter=2).z  # a mid-run state (in iht's layout)
-        x = _compute_layout(x)
+        x = W.native_layout(x)
         d = x - W.rmatvec(z)
         b = z + W.matvec(d)
         N = cfg.iht_iters
@@ -105,7 +105,7 @@ def bench_layer(cfg: Config, layer: Layer, device: torch.device, a: torch.Tensor
             "iteration": lambda x=x, z=z, d=d: _bare_iteration(W, x, z, d, k, pool),
             "conv": lambda d=d: W.matvec(d),
             "conv_transpose": lambda z=z: W.rmatvec(z),
-            "projection": lambda b=b: _model_sparse(b, k, pool, "abs"),
+            "projection": lambda b=b: model_sparse(b, k, pool, check=False),
             "matmul": lambda: torch.matmul(a, a),
         }
         if W_cpu is not None:
@@ -126,7 +126,7 @@ def bench_layer(cfg: Config, layer: Layer, device: torch.device, a: torch.Tensor
             laps.lap("conv W d")
             h = z + g
             laps.lap("z + g")
-            z_new = _model_sparse(h, k, pool, "abs").code
+            z_new = model_sparse(h, k, pool, check=False).code
             laps.lap("projection")
             xh = W.rmatvec(z_new)
             laps.lap("conv-transpose")

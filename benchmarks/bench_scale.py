@@ -30,9 +30,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from _timing import bench_main, calibrate, machine_info, machine_line, measure
+from _timing import bench_main, calibrate, machine_info, machine_line, measure, resolve_device
 
-from cnninv._checks import resolve_device
 from cnninv.operators import ConvOperator
 from cnninv.recovery import iht
 from cnninv.sparsity import num_blocks

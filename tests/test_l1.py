@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cnninv.operators import ConvOperator
+from cnninv.operators import ConvOperator, MatrixOperator
 from cnninv.recovery import (
     algorithm2,
     fista,
@@ -406,7 +406,7 @@ def test_errors_name_the_parameter():
         fista(W, bad, 1.0)
     with pytest.raises(ValueError, match="x contains NaN"):
         algorithm2(W, bad, 1.0)
-    with pytest.raises(ValueError, match="Dimension mismatch: x"):
+    with pytest.raises(ValueError, match=r"x: expected shape \(\.\.\., 3, 16\), got \(2, 3, 15\)"):
         fista(W, x[..., :-1], 1.0)
     with pytest.raises(ValueError, match="z0"):
         fista(W, x, 1.0, z0=torch.zeros((3, *W.out_shape), dtype=f64))
@@ -416,8 +416,14 @@ def test_errors_name_the_parameter():
         fista(W, x, 1.0, mask=torch.ones(W.out_shape))  # not boolean
     with pytest.raises(ValueError, match="mask"):
         fista(W, x, 1.0, mask=torch.ones((5, 5), dtype=torch.bool))
-    with pytest.raises(ValueError, match="W must be a ConvOperator"):
+    with pytest.raises(ValueError, match="W must be a LinearOperator"):
         fista(W.dense(), x, 1.0)
+    with pytest.raises(ValueError, match="nonneg must be a bool"):
+        lam_max(W, x, nonneg=1)
+    with pytest.raises(ValueError, match="restart must be a bool"):
+        fista(W, x, 1.0, restart="yes")
+    with pytest.raises(ValueError, match="x is too large"):
+        fista(W, x * 1e300, 1.0)
     with pytest.raises(ValueError, match="k must be"):
         algorithm2(W, x, 1.0, pool=4, k=0)
     with pytest.raises(ValueError, match="variant"):
@@ -426,3 +432,43 @@ def test_errors_name_the_parameter():
         algorithm2(W, x, 1.0, pool=0)
     with pytest.raises(ValueError, match="not feasible"):
         lasso_gap(W, x, -torch.ones((2, *W.out_shape), dtype=f64), 1.0, nonneg=True)
+
+
+# ------------------------------------------------------------------ any operator
+
+
+@pytest.mark.parametrize("op", OPERATORS)
+def test_fista_on_the_dense_matrix_equals_fista_on_W(op):
+    """MatrixOperator(W.dense(), W.in_shape, W.out_shape) is a drop-in oracle for W: the
+    same iterates to rounding, and the same Lipschitz constant when it is given."""
+    W = OPERATORS[op]()
+    D = MatrixOperator(W.dense(), W.in_shape, W.out_shape)
+    x = _signal(W, 3, seed=23)
+    lam = _lam(W, x, 0.1)
+    torch.testing.assert_close(lam_max(D, x), lam_max(W, x))
+    L = 2.0 * 1.02 * W.norm_sq(n_iter=100)
+    g = torch.Generator().manual_seed(24)
+    mask = torch.rand(W.out_shape, generator=g) < 0.7
+    a = fista(W, x, lam, mask=mask, lipschitz=L, tol=1e-10, max_iter=20000)
+    b = fista(D, x, lam, mask=mask, lipschitz=L, tol=1e-10, max_iter=20000)
+    assert a.n_iter == b.n_iter and a.stop_reason == b.stop_reason == "converged"
+    torch.testing.assert_close(a.z, b.z, atol=1e-10, rtol=0)
+    torch.testing.assert_close(a.history_array("objective"), b.history_array("objective"))
+    torch.testing.assert_close(lasso_objective(D, x, b.z, lam), lasso_objective(W, x, a.z, lam))
+    # and Algorithm 2 on it (its default L is the power method's, on each operator)
+    r2w = algorithm2(W, x, lam, pool=2, lipschitz=L, tol=1e-10, max_iter=20000)
+    r2d = algorithm2(D, x, lam, pool=2, lipschitz=L, tol=1e-10, max_iter=20000)
+    assert torch.equal(r2w.mask, r2d.mask)
+    torch.testing.assert_close(r2w.z, r2d.z, atol=1e-9, rtol=0)
+
+
+def test_fista_on_a_product_of_layers():
+    """Two layers as one operator: W2 @ W1 synthesises x = W1^T W2^T z."""
+    W1 = ConvOperator.gaussian(K=6, M=3, ell=3, input_size=16, seed=0, dtype=f64)
+    W2 = ConvOperator.gaussian(K=8, M=6, ell=3, input_size=14, seed=1, dtype=f64)
+    A = W2 @ W1
+    x = _signal(A, 2, seed=25)
+    lam = _lam(A, x, 0.1)
+    res = fista(A, x, lam, tol=1e-10, max_iter=20000)
+    assert res.stop_reason == "converged" and res.z.shape == (2, *A.out_shape)
+    assert _kkt(A, x, res.z, lam) < 1e-5

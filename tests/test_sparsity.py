@@ -8,11 +8,14 @@ from hypothesis import strategies as st
 
 from cnninv.sparsity import (
     block_shape,
+    check_k,
+    check_variant,
     crelu,
     max_pool_switches,
     model_sparse,
     naive_switches,
     num_blocks,
+    pool_shape,
     unpool,
     unpool_naive,
 )
@@ -133,7 +136,13 @@ def test_crelu():
         (torch.randn(1, 3, 4), 0, None, "abs", "k must be between 1"),
         (torch.randn(1, 3, 4), 4, None, "abs", "number of blocks \\(3\\)"),
         (torch.randn(1, 3, 4), 1, None, "max", "variant"),
-        (torch.randn(3, 4), 1, None, "abs", "batched code"),
+        (torch.randn(4), 1, None, "abs", "batched code"),
+        (torch.randn(1, 2, 3, 4, 5), 1, None, "abs", "batched code"),
+        (torch.randn(2, 5), 1, 2, "abs", "pool must be None"),
+        (torch.randn(2, 5), 6, None, "abs", "number of blocks \\(5\\)"),
+        (torch.ones(1, 3, 4, dtype=torch.long), 1, None, "abs", "floating-point"),
+        (torch.randn(1, 3, 4), 1.5, None, "abs", "k must be between 1"),
+        (torch.randn(1, 3, 4), True, None, "abs", "k must be between 1"),
         (torch.randn(1, 3, 4), 1, 0, "abs", "pool"),
         (torch.tensor([[[math.nan, 1.0]]]), 1, None, "abs", "h contains NaN"),
     ],
@@ -141,3 +150,94 @@ def test_crelu():
 def test_errors(h, k, pool, variant, match):
     with pytest.raises(ValueError, match=match):
         model_sparse(h, k, pool, variant=variant)
+
+
+def brute_force_entries(h, k, variant):
+    """Every support of k entries of a vector (each entry its own block), the closest."""
+    best, best_err = None, math.inf
+    for chosen in itertools.combinations(range(h.numel()), k):
+        z = torch.zeros_like(h)
+        for i in chosen:
+            z[i] = h[i] if variant == "abs" else max(h[i], 0.0)
+        err = float((h - z).norm())
+        if err < best_err - 1e-12:
+            best, best_err = z, err
+    return best, best_err
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(1, 7),
+    st.integers(1, 7),
+    st.sampled_from(["abs", "relu"]),
+    st.integers(0, 10_000),
+)
+def test_codes_without_spatial_axis_each_entry_a_block(n, k, variant, seed):
+    """h of shape (B, N): plain k-sparse hard thresholding, against every support."""
+    k = min(k, n)
+    g = torch.Generator().manual_seed(seed)
+    h = torch.randn((3, n), generator=g, dtype=torch.float64)
+    assert num_blocks((n,), None) == n
+    res = model_sparse(h, k, variant=variant)
+    assert res.code.shape == h.shape and res.values.shape == h.shape
+    assert bool((res.switches == 0).all())
+    for b in range(3):
+        oracle, err = brute_force_entries(h[b], k, variant)
+        assert float((h[b] - res.code[b]).norm()) == pytest.approx(err, abs=1e-12)
+        if variant == "abs":
+            torch.testing.assert_close(res.code[b], oracle)
+    # k=None keeps every block: the identity (abs) or the ReLU
+    full = model_sparse(h, None, variant=variant).code
+    torch.testing.assert_close(full, h if variant == "abs" else h.clamp_min(0))
+    assert full.data_ptr() != h.data_ptr()
+
+
+def test_check_k_is_the_one_range_check():
+    assert check_k(None, (4, 6), None) is None
+    assert check_k(3, (4, 6), None) == 3
+    assert check_k(4 * 9, (4, 5, 5), 2) == 36
+    for bad in (0, 5, -1, 2.0, True, "2"):
+        with pytest.raises(ValueError, match="k must be between 1 and the number of blocks"):
+            check_k(bad, (4, 6), None)
+    with pytest.raises(ValueError, match="shape"):
+        check_k(1, (4, 0), None)
+    assert check_variant("relu") == "relu"
+    with pytest.raises(ValueError, match="variant"):
+        check_variant(["abs"])
+
+
+def test_pool_shape():
+    assert pool_shape((9, 7), 2) == (2, 2)
+    assert pool_shape((9, 7), None) == (9, 7)
+    assert pool_shape((), None) == ()
+    with pytest.raises(ValueError, match="pool"):
+        pool_shape((9,), (2, 2))
+
+
+def test_check_false_skips_the_checks_and_gives_the_same_projection():
+    h = torch.randn(4, 6, 9, 9)
+    a = model_sparse(h, 11, pool=2)
+    b = model_sparse(h, 11, pool=2, check=False)
+    assert all(torch.equal(u, v) for u, v in zip(a, b, strict=True))
+    bad = h.clone()
+    bad[0, 0, 0, 0] = math.nan
+    with pytest.raises(ValueError, match="h contains NaN"):
+        model_sparse(bad, 11, pool=2)
+    model_sparse(bad, 11, pool=2, check=False)  # no scan: the caller checked once
+    with pytest.raises(ValueError, match="check must be a bool"):
+        model_sparse(h, 1, check="no")
+
+
+def test_unpool_and_crelu_errors():
+    values, switches = max_pool_switches(torch.randn(2, 3, 8), 2)
+    with pytest.raises(ValueError, match="switches must be an int64"):
+        unpool(values, switches.float(), (8,))
+    with pytest.raises(ValueError, match="switches must index"):
+        unpool(values, switches + 8, (8,))
+    with pytest.raises(ValueError, match="values must have 4 dimensions"):
+        unpool(values, switches, (8, 1))
+    with pytest.raises(ValueError, match="dim must be an axis"):
+        crelu(torch.randn(2, 3), dim=5)
+    with pytest.raises(ValueError, match="dim must be an axis"):
+        crelu(torch.randn(2, 3), dim=1.0)
+    assert crelu(torch.randn(2, 3), dim=-1).shape == (2, 6)

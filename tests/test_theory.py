@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from cnninv.operators import ConvOperator
+from cnninv.operators import ConvOperator, MatrixOperator
 from cnninv.sparsity import num_blocks
 from cnninv.theory import (
     coherence,
@@ -38,6 +38,13 @@ def test_theorem31_formula_and_inverse():
         theorem31_condition(M=1, ell=5, D=32, K=96, k=10, delta=1.5, eps=0.01, C=1)
     with pytest.raises(ValueError, match="stride=2"):
         theorem31_condition(M=1, ell=5, D=32, K=96, k=10, delta=0.5, eps=0.01, C=1, stride=2)
+    base = dict(M=1, ell=5, D=32, K=96, k=10, delta=0.5, eps=0.01, C=1.0)
+    for name, bad in (("C", math.inf), ("C", 0.0), ("delta", math.nan), ("eps", "0.1"),
+                      ("M", 2.0), ("k", True)):  # fmt: skip
+        with pytest.raises(ValueError, match=name):
+            theorem31_condition(**{**base, name: bad})
+    with pytest.raises(ValueError, match="overflows"):
+        theorem31_condition(**{**base, "delta": 1e-300})
 
 
 def test_theorem33_bound():
@@ -48,6 +55,8 @@ def test_theorem33_bound():
         theorem33_bound(0.2, 0.1)
     with pytest.raises(ValueError):
         theorem33_bound(0.1, 1.0)
+    with pytest.raises(ValueError, match="delta_2k"):
+        theorem33_bound(0.1, "0.2")
 
 
 @pytest.mark.parametrize(("shape", "pool"), [((6, 10), None), ((4, 7, 7), 2), ((3, 5), 2)])
@@ -148,7 +157,7 @@ def test_coherence_with_shifts_is_coherence_of_W_rows(ndim, stride):
     size = (13,) if ndim == 1 else (9, 9)
     W = ConvOperator.gaussian(
         K=4, M=2, ell=ell, input_size=size, stride=stride, seed=3, dtype=torch.float64
-    ).normalized()
+    ).unit_norm_filters()
     A = W.dense()
     A = A / A.norm(dim=1, keepdim=True)
     G = (A @ A.T).abs()
@@ -162,3 +171,60 @@ def test_random_coherence_decreases_with_dimension():
     big = ConvOperator.gaussian(K=64, M=256, ell=(3, 3), input_size=(8, 8), seed=0).weight
     assert coherence(big) < coherence(small)
     assert num_blocks((64, 8, 8), 2) == 64 * 16
+
+
+def test_codes_without_spatial_axis_and_sampling_checks():
+    z = sample_model_sparse(300, (12,), 4, seed=0)
+    assert z.shape == (300, 12) and bool(((z != 0).sum(1) == 4).all())
+    assert bool(((z != 0).sum(0) > 0).all())
+    with pytest.raises(ValueError, match="k must be an integer"):
+        sample_model_sparse(1, (5, 9), None)
+    with pytest.raises(ValueError, match="low"):
+        sample_model_sparse(1, (5, 9), 2, low=math.nan)
+    with pytest.raises(ValueError, match="sampled values"):
+        sample_model_sparse(1, (5, 9), 2, low=-1e300, high=1e300)
+    with pytest.raises(ValueError, match="shape"):
+        sample_model_sparse(1, (5, 9, 2, 2), 2)
+
+
+def test_theory_on_the_dense_matrix_equals_theory_on_W():
+    W = ConvOperator.gaussian(K=6, M=3, ell=3, input_size=(7, 7), seed=0, dtype=torch.float64)
+    D = MatrixOperator(W.dense(), W.in_shape, W.out_shape)
+    z = sample_model_sparse(30, W.out_shape, 4, 2, seed=1, dtype=torch.float64)
+    torch.testing.assert_close(model_rip_ratios(D, z), model_rip_ratios(W, z))
+    torch.testing.assert_close(gram_ratios(D, z), gram_ratios(W, z))
+    x = W.T(z)
+    for switches in ("known", "naive"):
+        torch.testing.assert_close(
+            reconstruction_errors(D, x, 4, 2, switches=switches),
+            reconstruction_errors(W, x, 4, 2, switches=switches),
+        )
+
+
+def test_reconstruction_error_of_a_zero_signal_is_an_error_not_nan():
+    W = ConvOperator.gaussian(K=6, M=3, ell=3, input_size=10, seed=0)
+    x = torch.randn(3, 3, 10)
+    x[1] = 0
+    with pytest.raises(ValueError, match="x has an all-zero sample"):
+        reconstruction_errors(W, x, 2)
+    with pytest.raises(ValueError, match="all-zero code"):
+        model_rip_ratios(W, torch.zeros(2, *W.out_shape))
+    with pytest.raises(ValueError, match="switches"):
+        reconstruction_errors(W, torch.randn(3, 3, 10), 2, switches=None)
+    with pytest.raises(ValueError, match="k must be between 1"):
+        reconstruction_errors(W, torch.randn(3, 3, 10), 0)
+
+
+def test_empirical_delta_and_coherence_checks():
+    with pytest.raises(ValueError, match="ratios must be a tensor"):
+        empirical_delta(["a"])
+    with pytest.raises(ValueError, match="non-negative"):
+        empirical_delta(torch.tensor([-1.0, 1.0]))
+    with pytest.raises(ValueError, match="squared"):
+        empirical_delta(torch.tensor([1.0]), squared=1)
+    w = torch.randn(3, 2, 3)
+    for kwargs, match in ((dict(stride=0), "stride"), (dict(shifts="yes"), "shifts")):
+        with pytest.raises(ValueError, match=match):
+            coherence(w, **kwargs)
+    with pytest.raises(ValueError, match="floating-point"):
+        coherence(torch.ones(3, 2, 3, dtype=torch.long))

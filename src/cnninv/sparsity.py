@@ -18,7 +18,12 @@ Blocks (``pool`` argument):
 ``variant="abs"`` is the analysis' max-:math:`|\cdot|`; ``variant="relu"`` is what a
 real CNN does (ReLU then max pooling: the largest positive value, zero if none).
 
-Codes are batched: ``h`` has shape ``(B, K, n)`` in 1-d or ``(B, K, H, W)`` in 2-d.
+* a code without a spatial axis, ``h`` of shape ``(B, N)`` (the output of a dense
+  :class:`~cnninv.operators.MatrixOperator`, say): every entry is its own block, and
+  :math:`\mathbb M(h, k)` is plain k-sparse hard thresholding (``pool`` must be None).
+
+Codes are batched: ``h`` has shape ``(B, K, n)`` in 1-d, ``(B, K, H, W)`` in 2-d, or
+``(B, N)``.
 
 >>> import torch
 >>> h = torch.tensor([[[0.1, -3.0, 2.0, 0.5], [1.0, 0.0, 0.2, -0.4]]])
@@ -39,22 +44,27 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from cnninv._checks import check_finite
+from cnninv._checks import check_bool, check_finite, is_int, resolve_device
 
 __all__ = [
+    "VARIANTS",
     "ModelSparse",
+    "Pool",
     "block_shape",
+    "check_k",
+    "check_variant",
     "crelu",
     "max_pool_switches",
     "model_sparse",
     "naive_switches",
     "num_blocks",
+    "pool_shape",
     "support",
     "unpool",
     "unpool_naive",
 ]
 
-_VARIANTS = ("abs", "relu")
+VARIANTS = ("abs", "relu")
 _MAX_POOL = {1: F.max_pool1d, 2: F.max_pool2d}
 
 Pool = int | Sequence[int] | None
@@ -66,7 +76,8 @@ class ModelSparse(NamedTuple):
     code : the model-k-sparse code, shape of ``h``.
     values : the pooled values, one per block (zero where the block was not kept).
     switches : flat index, within each channel's map, of each block's kept entry
-        (the convention of ``torch.nn.functional.max_pool2d(..., return_indices=True)``).
+        (the convention of ``torch.nn.functional.max_pool2d(..., return_indices=True)``;
+        0 for codes without a spatial axis).
     """
 
     code: torch.Tensor
@@ -74,44 +85,90 @@ class ModelSparse(NamedTuple):
     switches: torch.Tensor
 
 
-def _spatial(h: torch.Tensor, name: str = "h") -> tuple[int, ...]:
-    if not isinstance(h, torch.Tensor) or h.dim() not in (3, 4):
+def _spatial(h: object, name: str = "h") -> tuple[int, ...]:
+    if not isinstance(h, torch.Tensor) or h.dim() not in (2, 3, 4):
         shape = tuple(h.shape) if isinstance(h, torch.Tensor) else type(h).__name__
         raise ValueError(
-            f"{name} must be a batched code of shape (B, K, n) or (B, K, H, W), got {shape}"
+            f"{name} must be a batched code of shape (B, K, n), (B, K, H, W) or (B, N), got {shape}"
         )
+    if not h.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor, got dtype {h.dtype}")
     return tuple(h.shape[2:])
+
+
+def _sizes(value: object, name: str, lengths: tuple[int, ...]) -> tuple[int, ...]:
+    """A sequence of positive integers whose length is one of ``lengths``, as a tuple."""
+    if (
+        not isinstance(value, Sequence)
+        or isinstance(value, str)
+        or len(value) not in lengths
+        or not all(is_int(v) and v >= 1 for v in value)
+    ):
+        raise ValueError(
+            f"{name} must be a tuple of {' or '.join(map(str, lengths))} positive integers, "
+            f"got {value!r}"
+        )
+    return tuple(int(v) for v in value)
 
 
 def _kernel(pool: Pool, spatial: tuple[int, ...]) -> tuple[int, ...]:
     if pool is None:
         return spatial
-    kernel = (pool,) * len(spatial) if isinstance(pool, int) else tuple(pool)
-    if len(kernel) != len(spatial) or any(not isinstance(p, int) or p < 1 for p in kernel):
+    if not spatial:
+        raise ValueError(
+            f"pool must be None for a code without a spatial axis (every entry is a block), "
+            f"got {pool!r}"
+        )
+    if is_int(pool):
+        kernel = (int(pool),) * len(spatial)
+    elif isinstance(pool, Sequence) and not isinstance(pool, str):
+        kernel = tuple(pool)
+    else:
+        kernel = ()
+    if len(kernel) != len(spatial) or any(not is_int(p) or p < 1 for p in kernel):
         raise ValueError(f"pool must be None or a positive int per spatial axis, got {pool!r}")
-    return kernel
+    # a region larger than the map is the whole map (one block either way)
+    return tuple(min(int(p), s) for p, s in zip(kernel, spatial, strict=True))
+
+
+def pool_shape(spatial: Sequence[int], pool: Pool) -> tuple[int, ...]:
+    """The size of a pooling region along each spatial axis: the whole map for
+    ``pool=None``, else ``pool`` per axis (at most the map's size)."""
+    return _kernel(pool, _sizes(spatial, "spatial", (0, 1, 2)))
 
 
 def block_shape(spatial: Sequence[int], pool: Pool) -> tuple[int, ...]:
-    """Number of blocks along each spatial axis (ceil of size / pool)."""
-    spatial = tuple(spatial)
+    """Number of blocks along each spatial axis (ceil of size / pool); ``()`` for a code
+    without a spatial axis."""
+    spatial = _sizes(spatial, "spatial", (0, 1, 2))
     kernel = _kernel(pool, spatial)
     return tuple(math.ceil(s / p) for s, p in zip(spatial, kernel, strict=True))
 
 
 def num_blocks(shape: Sequence[int], pool: Pool) -> int:
-    """Blocks of a code of shape ``(K, *spatial)``: ``K`` times the regions per map."""
-    shape = tuple(shape)
+    """Blocks of a code of shape ``(K, *spatial)``: ``K`` times the regions per map (``N``
+    for a code of shape ``(N,)``, one block per entry)."""
+    shape = _sizes(shape, "shape", (1, 2, 3))
     return shape[0] * math.prod(block_shape(shape[1:], pool))
 
 
-def _check_k(k: int | None, blocks: int) -> None:
+def check_k(k: object, shape: Sequence[int], pool: Pool) -> int | None:
+    """``k`` checked against a code of shape ``(K, *spatial)``: None (every block), or an
+    integer between 1 and :func:`num_blocks`; ``ValueError`` otherwise. The one place the
+    range of ``k`` is checked (projection, solvers, sampling)."""
+    blocks = num_blocks(shape, pool)
     if k is None:
-        return
-    if isinstance(k, bool) or not isinstance(k, int):
-        raise ValueError(f"k must be an integer or None, got {k!r}")
-    if k < 1 or k > blocks:
-        raise ValueError(f"k must be between 1 and the number of blocks ({blocks}), got k={k}")
+        return None
+    if not is_int(k) or not 1 <= k <= blocks:
+        raise ValueError(f"k must be between 1 and the number of blocks ({blocks}), got k={k!r}")
+    return int(k)
+
+
+def check_variant(variant: object) -> str:
+    """``variant`` checked: one of :data:`VARIANTS` (``"abs"``, ``"relu"``)."""
+    if not isinstance(variant, str) or variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    return variant
 
 
 def max_pool_switches(
@@ -122,10 +179,20 @@ def max_pool_switches(
     ``values`` are the signed entries of ``h`` at the switches for ``variant="abs"``, and
     the ReLU of the block maximum for ``variant="relu"``.
     """
-    if variant not in _VARIANTS:
-        raise ValueError(f"variant must be one of {_VARIANTS}, got {variant!r}")
+    check_variant(variant)
     spatial = _spatial(h)
-    kernel = _kernel(pool, spatial)
+    check_finite(h, "h")
+    return _max_pool_switches(h, _kernel(pool, spatial), variant)
+
+
+def _max_pool_switches(
+    h: torch.Tensor, kernel: tuple[int, ...], variant: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`max_pool_switches` without the checks, for the pooling regions ``kernel``."""
+    spatial = tuple(h.shape[2:])
+    if not spatial:  # every entry is its own block
+        values = h.clone() if variant == "abs" else h.clamp_min(0)
+        return values, torch.zeros(h.shape, dtype=torch.long, device=h.device)
     score = h.abs() if variant == "abs" else h
     if score.device.type == "cpu":
         # fast path: CPU max pooling is several times faster on a channels-last tensor
@@ -157,12 +224,29 @@ def max_pool_switches(
 def unpool(
     values: torch.Tensor, switches: torch.Tensor, output_size: Sequence[int]
 ) -> torch.Tensor:
-    """Place each pooled value at its switch in a zero map of ``output_size`` (unpooling)."""
-    output_size = tuple(output_size)
+    """Place each pooled value at its switch in a zero map of ``output_size`` (unpooling).
+
+    ``values`` ``(B, K, *blocks)`` floating, ``switches`` of the same shape, int64 flat
+    indices within a map of ``output_size`` (``()`` for codes without a spatial axis).
+    """
+    output_size = _sizes(output_size, "output_size", (0, 1, 2))
+    if not isinstance(values, torch.Tensor) or not values.is_floating_point():
+        raise ValueError("values must be a floating-point tensor")
+    if values.dim() != 2 + len(output_size):
+        raise ValueError(
+            f"values must have {2 + len(output_size)} dimensions for output_size "
+            f"{output_size}, got shape {tuple(values.shape)}"
+        )
+    if not isinstance(switches, torch.Tensor) or switches.dtype != torch.long:
+        kind = switches.dtype if isinstance(switches, torch.Tensor) else type(switches).__name__
+        raise ValueError(f"switches must be an int64 tensor, got {kind}")
     if values.shape != switches.shape:
         raise ValueError(
             f"values {tuple(values.shape)} and switches {tuple(switches.shape)} differ in shape"
         )
+    if values.device != switches.device:
+        raise ValueError(f"values ({values.device}) and switches ({switches.device}) differ")
+    check_finite(values, "values")
     plane = math.prod(output_size)
     if switches.numel() and (int(switches.min()) < 0 or int(switches.max()) >= plane):
         raise ValueError(f"switches must index a map of size {output_size}")
@@ -177,6 +261,8 @@ def _unpool(
 ) -> torch.Tensor:
     """Unpooling; with ``like`` (a tensor of the output's shape) the output takes its memory
     layout, so a channels-last code stays channels-last through the projection."""
+    if not output_size:
+        return values.clone()
     if like is not None and like.shape == (*values.shape[:2], *output_size):
         out = torch.zeros_like(like, dtype=values.dtype)
         flat = out.flatten(2)
@@ -195,14 +281,15 @@ def naive_switches(
 
     ``pooled_shape`` is ``(B, K, *blocks)``; returns int64 switches of that shape.
     """
-    pooled_shape = tuple(pooled_shape)
-    output_size = tuple(output_size)
+    output_size = _sizes(output_size, "output_size", (0, 1, 2))
+    pooled_shape = _sizes(pooled_shape, "pooled_shape", (2 + len(output_size),))
+    device = None if device is None else resolve_device(device)
     kernel = _kernel(pool, output_size)
     blocks = pooled_shape[2:]
     if blocks != block_shape(output_size, pool):
         raise ValueError(f"pooled shape {pooled_shape} does not match {output_size} / {pool}")
     coords = [torch.arange(b, device=device) * p for b, p in zip(blocks, kernel, strict=True)]
-    grids = torch.meshgrid(*coords, indexing="ij")
+    grids = torch.meshgrid(*coords, indexing="ij") if coords else ()
     flat = torch.zeros(blocks, dtype=torch.long, device=device)
     for axis, g in enumerate(grids):
         flat = flat + g * math.prod(output_size[axis + 1 :])
@@ -211,6 +298,8 @@ def naive_switches(
 
 def unpool_naive(values: torch.Tensor, pool: Pool, output_size: Sequence[int]) -> torch.Tensor:
     """Unpooling without switches: each value goes to the top-left of its region."""
+    if not isinstance(values, torch.Tensor):
+        raise ValueError(f"values must be a torch.Tensor, got {type(values).__name__}")
     sw = naive_switches(values.shape, pool, output_size, device=values.device)
     return unpool(values, sw, output_size)
 
@@ -221,13 +310,14 @@ def model_sparse(
     pool: Pool = None,
     *,
     variant: str = "abs",
+    check: bool = True,
 ) -> ModelSparse:
     r""":math:`\mathbb M(h, k)`: the closest model-k-sparse code to ``h``.
 
     Parameters
     ----------
     h : Tensor
-        Batched code, ``(B, K, n)`` or ``(B, K, H, W)``.
+        Batched code, ``(B, K, n)``, ``(B, K, H, W)`` or ``(B, N)`` (every entry a block).
     k : int or None
         Number of blocks kept, ``1 <= k <= num_blocks``; ``None`` keeps every block
         (plain max pooling followed by unpooling).
@@ -237,22 +327,25 @@ def model_sparse(
         Largest :math:`|h|` per block (the analysis), or largest positive value (ReLU + max
         pooling, a real CNN). With ``"abs"`` the result minimises :math:`\|h-z\|_2` over
         model-k-sparse ``z``; with ``"relu"`` over non-negative model-k-sparse ``z``.
+    check : bool
+        ``False`` skips the scan of ``h`` for NaN or inf and the range check of ``k``
+        (the type and shape of ``h`` are still checked, from metadata), for solvers that
+        checked their inputs once and project at every iteration: NaN in ``h`` then
+        propagates, and a ``k`` out of range is an error from torch.
 
     Raises
     ------
     ValueError
         Wrong shape, ``k`` out of range, unknown variant, NaN or inf in ``h``.
     """
-    _spatial(h)
-    check_finite(h, "h")
-    _check_k(k, num_blocks(h.shape[1:], pool))
-    return _model_sparse(h, k, pool, variant)
-
-
-def _model_sparse(h: torch.Tensor, k: int | None, pool: Pool, variant: str) -> ModelSparse:
-    """:func:`model_sparse` without the input checks (for inner loops)."""
-    values, switches = max_pool_switches(h, pool, variant)
-    if k is not None and k < values[0].numel():
+    check_bool(check, "check")
+    check_variant(variant)
+    spatial = _spatial(h)
+    if check:
+        check_finite(h, "h")
+        check_k(k, tuple(h.shape[1:]), pool)
+    values, switches = _max_pool_switches(h, _kernel(pool, spatial), variant)
+    if k is not None and k < math.prod(values.shape[1:]):
         flat = values.flatten(1)
         # sorted=False: only the set of the k largest matters, and it is the same set
         # (same selection algorithm, without the final sort of the k), and it is faster
@@ -265,10 +358,18 @@ def _model_sparse(h: torch.Tensor, k: int | None, pool: Pool, variant: str) -> M
 
 def support(z: torch.Tensor) -> torch.Tensor:
     """Boolean mask of the non-zeros of ``z``."""
+    if not isinstance(z, torch.Tensor):
+        raise ValueError(f"z must be a torch.Tensor, got {type(z).__name__}")
     return z != 0
 
 
 def crelu(h: torch.Tensor, dim: int = 1) -> torch.Tensor:
     r"""Concatenated ReLU (Shang et al., 2016): :math:`[\mathrm{ReLU}(h), \mathrm{ReLU}(-h)]`
     along ``dim`` — the positive–negative filter pairs of §3.1."""
+    if not isinstance(h, torch.Tensor) or h.dim() == 0 or not h.is_floating_point():
+        what = f"dtype {h.dtype}, shape {tuple(h.shape)}" if isinstance(h, torch.Tensor) else h
+        raise ValueError(f"h must be a floating-point tensor with at least one axis, got {what}")
+    if not is_int(dim) or not -h.dim() <= dim < h.dim():
+        raise ValueError(f"dim must be an axis of h (which has {h.dim()}), got {dim!r}")
+    check_finite(h, "h")
     return torch.cat([F.relu(h), F.relu(-h)], dim=dim)

@@ -1,0 +1,355 @@
+r"""A convolutional layer as a linear operator :math:`\mathbf W` and its adjoint.
+
+Gilbert et al. (2017), §2.2: an input :math:`x \in \mathbb R^{MD}` has :math:`M`
+channels of length :math:`D`; a filter bank holds :math:`K` filters
+:math:`w_{i,m}` of length :math:`\ell` per channel; with stride :math:`t` there
+are :math:`n = (D-\ell)/t + 1` shifts, and the layer is the :math:`Kn \times MD`
+matrix :math:`\mathbf W` whose rows are the shifted filters. In 2-d the filters
+are :math:`\ell\times\ell` and the maps :math:`D\times D` (or any rectangle).
+
+``W(x)`` is the convolution (cross-correlation, as every CNN computes it),
+``W.T(z)`` the transposed convolution, which is the exact adjoint
+:math:`\langle \mathbf W x, z\rangle = \langle x, \mathbf W^T z\rangle`, stride,
+padding, dilation and groups included. Both take a batch: ``x`` of shape
+``(..., M, *input_size)``, ``z`` of shape ``(..., K, *output_size)``.
+
+Beyond the paper's layer, ``dilation`` spaces the taps of each filter and ``groups``
+splits the channels into independent groups (``groups = M = K`` is a depthwise
+convolution): :math:`\mathbf W` is then block-diagonal, one block per group.
+
+>>> import torch
+>>> W = ConvOperator.gaussian(K=96, M=32, ell=5, input_size=32, seed=0)
+>>> W.shape                      # (K n, M D) with n = 28
+(2688, 1024)
+>>> x = torch.randn(4, 32, 32)
+>>> W(x).shape, W.T(W(x)).shape
+(torch.Size([4, 96, 28]), torch.Size([4, 32, 32]))
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+from cnninv._checks import (
+    allocating,
+    check_bool,
+    check_finite,
+    check_float_dtype,
+    check_positive_int,
+    int_tuple,
+    is_int,
+    make_generator,
+    resolve_device,
+)
+from cnninv.operators.base import LinearOperator
+from cnninv.operators.functional import _conv, _conv_transpose, channels_last
+
+__all__ = ["ConvOperator"]
+
+
+def _check_weight(weight: object) -> torch.Tensor:
+    if not isinstance(weight, torch.Tensor) or weight.dim() not in (3, 4):
+        shape = tuple(weight.shape) if isinstance(weight, torch.Tensor) else type(weight).__name__
+        raise ValueError(
+            f"weight must be a tensor of shape (K, M, ell) or (K, M, ell, ell), got {shape}"
+        )
+    if not weight.is_floating_point():
+        raise ValueError(f"weight must be a floating-point tensor, got dtype {weight.dtype}")
+    if weight.numel() == 0:
+        raise ValueError(f"weight must not be empty, got shape {tuple(weight.shape)}")
+    check_finite(weight, "weight")
+    return weight
+
+
+class ConvOperator(LinearOperator):
+    r"""The conv layer :math:`\mathbf W \in \mathbb R^{Kn\times MD}` (1-d or 2-d).
+
+    Parameters
+    ----------
+    weight : Tensor
+        Filter bank of shape ``(K, M/groups, ell)`` (1-d) or ``(K, M/groups, ell_h,
+        ell_w)`` (2-d), as in ``torch.nn.Conv1d/Conv2d.weight``; floating point. It is
+        copied into the buffer ``W.weight``, in the memory layout the convolutions compute
+        in (channels-last on the CPU; same shape and values).
+    input_size : int or tuple
+        :math:`D` (or ``(H, W)``): the matrix depends on it, so it is part of the operator.
+    stride : int or tuple
+        The stride :math:`t`.
+    padding : ``"valid"`` or int or tuple
+        ``"valid"`` is the paper's setting, :math:`n = (D-\ell)/t + 1`, which must be an
+        integer; an explicit zero-padding ``p`` gives :math:`n = \lfloor (D+2p-\ell)/t\rfloor+1`.
+    dilation : int or tuple
+        Spacing :math:`a` of the taps: a filter spans :math:`a(\ell-1)+1` inputs, which
+        takes the place of :math:`\ell` in the sizes above.
+    groups : int
+        Channel groups (dividing ``K``; ``M = weight.shape[1] * groups``): filter ``i`` reads
+        only the channels of its group, so :math:`\mathbf W` is block-diagonal.
+
+    Raises
+    ------
+    ValueError
+        If a size does not fit: a filter longer than the padded input, a stride that leaves
+        :math:`n` fractional under ``"valid"``, non-positive or non-integer sizes, a weight
+        that is not a finite floating-point tensor.
+    """
+
+    _main_buffer = "weight"
+
+    def __init__(
+        self,
+        weight: torch.Tensor,
+        input_size: int | Sequence[int],
+        stride: int | Sequence[int] = 1,
+        padding: str | int | Sequence[int] = "valid",
+        dilation: int | Sequence[int] = 1,
+        groups: int = 1,
+    ) -> None:
+        super().__init__()
+        _check_weight(weight)
+        ndim = weight.dim() - 2
+        self.ndim = ndim
+        self.groups = check_positive_int(groups, "groups")
+        if weight.shape[0] % self.groups:
+            raise ValueError(
+                f"groups={groups} must divide the number of filters K={weight.shape[0]}"
+            )
+        self.input_size = int_tuple(input_size, ndim, "input_size")
+        self.stride = int_tuple(stride, ndim, "stride")
+        self.dilation = int_tuple(dilation, ndim, "dilation")
+        kernel = tuple(weight.shape[2:])
+        # the inputs one filter spans
+        span = tuple(a * (ell - 1) + 1 for a, ell in zip(self.dilation, kernel, strict=True))
+        if isinstance(padding, str) and padding == "valid":
+            self.padding = (0,) * ndim
+            for d, s, t in zip(self.input_size, span, self.stride, strict=True):
+                if d < s:
+                    raise ValueError(f"input_size {d} is smaller than the filter length {s}")
+                if (d - s) % t:
+                    raise ValueError(
+                        f"stride={t} does not give an integer n = (D - ell)/t + 1 under 'valid' "
+                        f"padding (D={d}, ell={s}); choose D - ell divisible by the stride "
+                        "or give an explicit padding"
+                    )
+        elif isinstance(padding, str):
+            raise ValueError(
+                f"padding must be 'valid' or a non-negative integer (or one per axis), got "
+                f"{padding!r}; for 'same', give the explicit padding"
+            )
+        else:
+            self.padding = int_tuple(padding, ndim, "padding", minimum=0)
+            for d, s, p in zip(self.input_size, span, self.padding, strict=True):
+                if d + 2 * p < s:
+                    raise ValueError(f"input_size {d} with padding {p} is shorter than filter {s}")
+        self.output_size = tuple(
+            (d + 2 * p - s) // t + 1
+            for d, s, p, t in zip(self.input_size, span, self.padding, self.stride, strict=True)
+        )
+        # conv_transpose needs output_padding to land exactly on input_size
+        self.output_padding = tuple(
+            d - ((n - 1) * t - 2 * p + s)
+            for d, n, t, p, s in zip(
+                self.input_size, self.output_size, self.stride, self.padding, span, strict=True
+            )
+        )
+        # the filters are stored in the layout the kernels compute in (channels-last on the
+        # CPU), so no call converts them: it is the buffer itself, not a cached copy, so
+        # .to(), load_state_dict and in-place changes all act on what the kernels read
+        self.register_buffer("weight", channels_last(weight.detach().clone()))
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def gaussian(
+        cls,
+        K: int,
+        M: int,
+        ell: int | Sequence[int],
+        input_size: int | Sequence[int],
+        stride: int | Sequence[int] = 1,
+        padding: str | int | Sequence[int] = "valid",
+        *,
+        dilation: int | Sequence[int] = 1,
+        groups: int = 1,
+        ndim: int | None = None,
+        unit_norm_rows: bool = False,
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype = torch.float32,
+        device: str | torch.device = "cpu",
+    ) -> ConvOperator:
+        r"""Gaussian random filters, Theorem 3.1's :math:`\mathbf W`.
+
+        Entries i.i.d. :math:`N(0,1)` scaled by :math:`1/\sqrt{M\ell}` in 1-d and
+        :math:`1/\sqrt{M\ell^2}` in 2-d (:math:`M/\text{groups}` in place of :math:`M` for
+        a grouped layer), so that :math:`\mathbb E\,\mathbf W\mathbf W^T = I` (Lemma A.1).
+        With ``unit_norm_rows`` every filter (and so, under ``'valid'`` padding, every row
+        of :math:`\mathbf W`) is normalised to unit :math:`\ell_2` norm. The dimension is
+        taken from ``ndim``, else from ``ell`` or ``input_size`` when one is a sequence,
+        else 1.
+        """
+        K = check_positive_int(K, "K")
+        M = check_positive_int(M, "M")
+        groups = check_positive_int(groups, "groups")
+        if K % groups or M % groups:
+            raise ValueError(f"groups={groups} must divide both K={K} and M={M}")
+        if ndim is None:
+            ndim = next(
+                (
+                    len(v)
+                    for v in (ell, input_size)
+                    if isinstance(v, Sequence) and not isinstance(v, str)
+                ),
+                1,
+            )
+        elif not is_int(ndim) or ndim not in (1, 2):
+            raise ValueError(f"ndim must be None, 1 or 2, got {ndim!r}")
+        if ndim not in (1, 2):
+            raise ValueError(f"ell and input_size must have 1 or 2 entries, got ell={ell!r}")
+        kernel = int_tuple(ell, ndim, "ell")
+        check_bool(unit_norm_rows, "unit_norm_rows")
+        dtype = check_float_dtype(dtype)
+        device = resolve_device(device)
+        gen = make_generator(seed, generator, device)
+        fan_in = (M // groups) * math.prod(kernel)
+        with allocating(f"K={K}, M={M}, ell={ell!r}"):
+            w = torch.randn((K, M // groups, *kernel), generator=gen, dtype=dtype, device=device)
+        w = w / math.sqrt(fan_in)
+        if unit_norm_rows:
+            w = w / w.flatten(1).norm(dim=1).view(K, *([1] * (ndim + 1)))
+        return cls(w, input_size, stride, padding, dilation, groups)
+
+    @classmethod
+    def from_conv(
+        cls,
+        conv: torch.nn.Conv1d | torch.nn.Conv2d,
+        input_size: int | Sequence[int],
+    ) -> ConvOperator:
+        """:math:`\\mathbf W` of a ``torch.nn.Conv1d/Conv2d`` (its weight, stride, padding,
+        dilation and groups; the bias is an offset, not part of the linear operator, and is
+        left out). Only zero padding is linear in this sense: other padding modes are
+        refused, and ``padding='same'`` is converted to its explicit padding when that is
+        symmetric (else refused)."""
+        if not isinstance(conv, torch.nn.Conv1d | torch.nn.Conv2d):
+            raise ValueError(f"conv must be torch.nn.Conv1d or Conv2d, got {type(conv).__name__}")
+        if conv.padding_mode != "zeros":
+            raise ValueError(
+                f"padding_mode {conv.padding_mode!r} is not supported, only 'zeros' (the "
+                "other modes are not a zero-padded convolution)"
+            )
+        padding = conv.padding
+        if padding == "same":
+            total = [a * (k - 1) for a, k in zip(conv.dilation, conv.kernel_size, strict=True)]
+            if any(t % 2 for t in total):
+                raise ValueError(
+                    f"padding='same' with kernel {conv.kernel_size} and dilation "
+                    f"{conv.dilation} pads unevenly; give an explicit (symmetric) padding"
+                )
+            padding = tuple(t // 2 for t in total)
+        elif padding == "valid":
+            padding = 0
+        return cls(conv.weight, input_size, conv.stride, padding, conv.dilation, conv.groups)
+
+    @classmethod
+    def orthonormal(
+        cls,
+        M: int,
+        ell: int,
+        input_size: int,
+        *,
+        seed: int | None = None,
+        dtype: torch.dtype = torch.float64,
+        device: str | torch.device = "cpu",
+    ) -> ConvOperator:
+        r"""A conv layer that is an orthonormal basis of :math:`\mathbb R^{MD}`.
+
+        :math:`K = M\ell` filters forming an orthonormal basis of :math:`\mathbb R^{M\ell}`,
+        with stride :math:`t=\ell` (non-overlapping shifts): :math:`\mathbf W` is then
+        block-diagonal with one orthogonal block per shift, so :math:`\mathbf W^T\mathbf W=I`.
+        This is the setting of Proposition 1 realised by a genuine convolution.
+        """
+        M = check_positive_int(M, "M")
+        ell = check_positive_int(ell, "ell")
+        input_size = check_positive_int(input_size, "input_size")
+        if input_size % ell:
+            raise ValueError(f"input_size={input_size} must be a multiple of ell={ell}")
+        dtype = check_float_dtype(dtype)
+        device = resolve_device(device)
+        gen = make_generator(seed, None, device)
+        # QR has no half-precision kernels: those draw in float32 and cast at the end
+        work = dtype if dtype in (torch.float32, torch.float64) else torch.float32
+        with allocating(f"M={M}, ell={ell}"):
+            a = torch.randn((M * ell, M * ell), generator=gen, dtype=work, device=device)
+            q, r = torch.linalg.qr(a)
+        q = q * torch.sign(torch.diagonal(r))  # Haar-distributed
+        return cls(q.reshape(M * ell, M, ell).to(dtype), input_size, stride=ell, padding=0)
+
+    # ------------------------------------------------------------------ sizes
+    @property
+    def K(self) -> int:
+        return self.weight.shape[0]
+
+    @property
+    def M(self) -> int:
+        return self.weight.shape[1] * self.groups
+
+    @property
+    def kernel_size(self) -> tuple[int, ...]:
+        return tuple(self.weight.shape[2:])
+
+    @property
+    def in_shape(self) -> tuple[int, ...]:
+        """Shape of one input ``x``: ``(M, *input_size)``."""
+        return (self.M, *self.input_size)
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        """Shape of one code ``z = W x``: ``(K, *output_size)``."""
+        return (self.K, *self.output_size)
+
+    def extra_repr(self) -> str:
+        extra = ""
+        if any(a != 1 for a in self.dilation):
+            extra += f", dilation={self.dilation}"
+        if self.groups != 1:
+            extra += f", groups={self.groups}"
+        return (
+            f"K={self.K}, M={self.M}, kernel={self.kernel_size}, input_size={self.input_size}, "
+            f"stride={self.stride}, padding={self.padding}{extra}, "
+            f"output_size={self.output_size}"
+        )
+
+    # ------------------------------------------------------------------ application
+    def _matvec(self, x: torch.Tensor) -> torch.Tensor:
+        return _conv(x, self.weight, self.stride, self.padding, self.dilation, self.groups)
+
+    def _rmatvec(self, z: torch.Tensor) -> torch.Tensor:
+        return _conv_transpose(
+            z,
+            self.weight,
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.groups,
+            self.output_padding,
+        )
+
+    def native_layout(self, t: torch.Tensor) -> torch.Tensor:
+        """``t`` in the layout the convolutions compute in: channels-last on the CPU for a
+        3-d or 4-d tensor (a 3-d one as a 4-d one of height 1; masks included, so that an
+        element-wise operation between the state and a mask keeps it), ``t`` itself
+        elsewhere (see :mod:`cnninv.operators.functional`). Same shape and values."""
+        return channels_last(t)
+
+    # ------------------------------------------------------------------ variants
+    def unit_norm_filters(self) -> ConvOperator:
+        """The same layer with every filter scaled to unit :math:`\\ell_2` norm (over its
+        channels and taps). ``ValueError`` when a filter is all zero."""
+        norms = self.weight.flatten(1).norm(dim=1)
+        if bool((norms == 0).any()):
+            raise ValueError("cannot scale an all-zero filter to unit norm")
+        w = self.weight / norms.view(-1, *([1] * (self.ndim + 1)))
+        return ConvOperator(
+            w, self.input_size, self.stride, self.padding, self.dilation, self.groups
+        )
