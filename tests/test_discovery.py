@@ -12,6 +12,10 @@ from torch import nn
 from cnninv.models.discovery import discover, record_ops
 from cnninv.operators import dottest
 
+# torch.jit.trace / script are deprecated in favour of torch.export, but real TorchScript
+# archives exist and must be read
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
 
 class ResNetBlock(nn.Module):
     """A strided stem with BN, then a basic residual block, then a dilated depthwise conv
@@ -115,7 +119,7 @@ def _found(case: str, flavour: str):
 
 
 def test_resnet_block(flavour):
-    model, found, _ = _found("resnet", flavour)
+    _, found, _ = _found("resnet", flavour)
     by = {layer.name: layer for layer in found.layers}
     assert list(by) == ["stem", "c1", "c2", "dw", "grouped"]
     stem, c1, c2, dw, grouped = by.values()
@@ -136,7 +140,8 @@ def test_audio_net_with_singleton_width_and_functional_calls(flavour):
     assert c1.pre_pad == ("constant_pad_nd", [0, 0, 1, 2])
     assert c1.in_shape == (1, 67, 1) and c1.stride == (2, 1)
     assert c1.activation == "relu" and c1.pool.kind == "max" and c1.pool.kernel == (2, 1)
-    assert c2.in_shape == (4, 17, 1) and c2.pool.stride == (2, 1)  # (67 + 8 - 9) // 2 + 1 = 34, pooled
+    # (67 + 8 - 9) // 2 + 1 = 34 outputs of c1, pooled by 2
+    assert c2.in_shape == (4, 17, 1) and c2.pool.stride == (2, 1)
 
 
 def test_prelu_net_with_overlapping_ceil_pool(flavour):
@@ -160,19 +165,26 @@ def test_conv1d_net(flavour):
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_every_discovered_w_passes_the_dot_test_and_is_the_convolution(case):
+def test_every_discovered_w_passes_the_dot_test_and_is_the_layer(case):
+    """W is adjoint-consistent, and W x + b is what the model computed at that layer: the
+    convolution's output, or the batch norm's when it was folded in."""
     model, found, x = _found(case, "python")
     ops = record_ops(model, x)
     for layer in found.layers:
         W = layer.operator(dtype=torch.float64)
         lhs, rhs = dottest(W)
         assert lhs == pytest.approx(rhs, rel=1e-10), layer.name
-        # W x equals the convolution the model ran, bias (and folded BN) added back
-        conv = ops[layer.op_index]
-        x_in = conv.tensors[0].double()
-        want = ops[layer.op_index]
-        assert tuple(W.in_shape) == tuple(x_in.shape[1:])
-        assert W.out_shape == tuple(want.out_shapes[0][1:])
+        x_in = ops[layer.op_index].tensors[0].double()
+        after = (
+            layer.op_index + 1
+            if layer.batch_norm is None
+            else next(i for i in range(layer.op_index + 1, len(ops)) if "batch_norm" in ops[i].name)
+        )
+        want = ops[layer.op_index if layer.batch_norm is None else after].outputs[0]
+        got = W(x_in)
+        if layer.bias is not None:
+            got = got + layer.bias.double().view(1, -1, *([1] * layer.ndim))
+        torch.testing.assert_close(got.float(), want, rtol=1e-4, atol=1e-5, msg=layer.name)
 
 
 def test_folded_batch_norm_equals_the_module():
@@ -190,7 +202,8 @@ def test_folded_batch_norm_equals_the_module():
 def test_no_convolution_and_a_failing_forward_are_clear_errors():
     with pytest.raises(ValueError, match="no convolution"):
         discover(nn.Sequential(nn.Flatten(), nn.Linear(12, 2)), torch.randn(1, 3, 2, 2))
-    with pytest.raises(ValueError, match=r"forward pass failed on an input of shape \(1, 5, 8, 8\)"):
+    match = r"forward pass failed on an input of shape \(1, 5, 8, 8\)"
+    with pytest.raises(ValueError, match=match):
         discover(nn.Conv2d(3, 4, 3), torch.randn(1, 5, 8, 8))
     found = discover(nn.Conv2d(3, 4, 3), torch.randn(1, 3, 8, 8))
     with pytest.raises(ValueError, match="not a convolution of this model"):
@@ -209,7 +222,7 @@ def test_vgg16_and_alexnet_are_found_with_their_pools():
     assert all(layer.activation == "relu" for layer in found.layers)
     alex = build_model("alexnet").eval()
     found = discover(alex, torch.randn(1, 3, 224, 224))
-    assert [layer.stride for layer in found.layers][0] == (4, 4)
+    assert found.layers[0].stride == (4, 4)
     assert all(
         layer.pool.overlapping for layer in found.layers if layer.pool is not None
     )  # AlexNet's 3×3/2 pools

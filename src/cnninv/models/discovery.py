@@ -141,10 +141,13 @@ class OpRecord:
     name : the ATen name without overload (``"convolution"``, ``"relu_"``).
     inputs : for each tensor argument, the index of the operation that produced it, or
         ``-1`` for the model's input, ``None`` for a parameter, buffer or constant.
+    slots : for each tensor argument, which output of its producer it is (0 for the
+        first: max pooling's values, 1 its indices).
     args : the positional then keyword arguments, a tensor replaced by a
         :class:`TensorArg` (a list of tensors by a list of them).
     tensors : the tensor arguments themselves (kept for weights and statistics).
     out_shapes : the shapes of the tensor outputs.
+    outputs : the tensor outputs (of the example pass).
     """
 
     index: int
@@ -153,12 +156,16 @@ class OpRecord:
     args: list[Any]
     tensors: list[torch.Tensor]
     out_shapes: list[tuple[int, ...]]
+    outputs: list[torch.Tensor] = field(default_factory=list)
+    slots: list[int] = field(default_factory=list)
 
     @property
     def base(self) -> str:
         """The name without the in-place underscore (``relu_`` -> ``relu``)."""
-        return self.name[:-1] if self.name.endswith("_") and not self.name.startswith("_") else (
-            self.name
+        return (
+            self.name[:-1]
+            if self.name.endswith("_") and not self.name.startswith("_")
+            else (self.name)
         )
 
 
@@ -170,18 +177,20 @@ class _Recorder(TorchDispatchMode):
         self.ops: list[OpRecord] = []
         # TensorImpl -> producing op (-1: the model input); tensors are kept alive so that
         # no TensorImpl address is reused while the record is made
-        self.producer: dict[int, int] = {t._cdata: -1 for t in inputs}
+        self.producer: dict[int, tuple[int, int]] = {t._cdata: (-1, 0) for t in inputs}
         self.keep: list[torch.Tensor] = list(inputs)
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
         flat_args = list(args) + list(kwargs.values())
-        tensors, producers, plain = [], [], []
+        tensors, producers, slots, plain = [], [], [], []
 
         def tensor_arg(t: torch.Tensor) -> TensorArg:
             tensors.append(t)
-            producers.append(self.producer.get(t._cdata))
+            source = self.producer.get(t._cdata)
+            producers.append(None if source is None else source[0])
+            slots.append(0 if source is None else source[1])
             return TensorArg(len(tensors) - 1)
 
         for a in flat_args:
@@ -193,15 +202,25 @@ class _Recorder(TorchDispatchMode):
                 plain.append(a)
         outs = out if isinstance(out, list | tuple) else (out,)
         index = len(self.ops)
-        shapes = []
-        for o in outs:
+        shapes, results = [], []
+        for pos, o in enumerate(outs):
             if isinstance(o, torch.Tensor):
-                self.producer[o._cdata] = index
-                self.keep.append(o)
+                self.producer[o._cdata] = (index, pos)
+                results.append(o)
                 shapes.append(tuple(o.shape))
         self.keep.extend(tensors)
+        self.keep.extend(results)
         self.ops.append(
-            OpRecord(index, func.overloadpacket.__name__, producers, plain, tensors, shapes)
+            OpRecord(
+                index,
+                func.overloadpacket.__name__,
+                producers,
+                plain,
+                tensors,
+                shapes,
+                results,
+                slots,
+            )
         )
         return out
 
@@ -408,10 +427,12 @@ def _ints(v: Any, n: int) -> tuple[int, ...]:
 
 
 def _consumers(ops: list[OpRecord]) -> dict[int, list[int]]:
+    """Operation -> the operations that use its first output (a pool's values, not its
+    indices)."""
     out: dict[int, list[int]] = {}
     for op in ops:
-        for p in op.inputs:
-            if p is not None:
+        for p, slot in zip(op.inputs, op.slots, strict=True):
+            if p is not None and slot == 0 and op.index not in out.get(p, []):
                 out.setdefault(p, []).append(op.index)
     return out
 
