@@ -4,9 +4,10 @@ Default training set (:data:`DEFAULT_SOURCES`): the foolbox ImageNet photos that
 held out, the colour photos bundled in scikit-image (astronaut, chelsea, coffee, rocket,
 the two motorcycle views, hubble_deep_field, retina) and matplotlib's ``grace_hopper.jpg``
 — all inside packages that the set-up installs, found on disk without importing them (so
-the same command trains on the same photos on every machine set up the same way). :func:`photo_split` warns (``UserWarning``, naming the source
-and how to install it) when a source of the default is missing, so that a machine that
-trains on fewer photos says so; a user's folder (``extra``) is added on request.
+the same command trains on the same photos on every machine set up the same way).
+:func:`photo_split` warns (``UserWarning``, naming the source and how to install it) when
+a source of the default is missing, so that a machine that trains on fewer photos says
+so; a user's folder (``extra``) is added on request.
 
 Held out, never trained on: the foolbox photos whose index ``NN`` in
 ``imagenet_NN_LABEL.jpg`` is 3 mod 4 (5 of the 20). The split is checked by file *content*
