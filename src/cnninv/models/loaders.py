@@ -490,6 +490,8 @@ def _spec_kind(spec: str | Path) -> str:
             f"model file {text!r} is not a TorchScript archive, an ONNX file (.onnx), a Keras "
             f"file ({', '.join(_KERAS_SUFFIXES)}) or a state dict ({', '.join(_STATE_SUFFIXES)})"
         )
+    if path.is_dir():
+        raise ValueError(f"model {text!r} is a folder, not a model file")
     if isinstance(spec, str) and spec.lower() in ARCHITECTURES:
         return spec.lower()
     if ":" in text and path.suffix.lower() not in (".onnx", *_KERAS_SUFFIXES, *_STATE_SUFFIXES):
