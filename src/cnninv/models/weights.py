@@ -16,8 +16,11 @@ r"""Weights for VGG16 and AlexNet: learned ones from a file, or seeded Gaussian 
 a path
     A user's file: ``.pth``/``.pt`` (a torchvision state dict, raw or under
     ``"state_dict"``, read with ``torch.load(weights_only=True)`` so that no code is
-    unpickled), ``.safetensors``, a Keras ``.h5`` (layers ``block1_conv1`` … ``fc1``,
-    ``fc2``, ``predictions``, or the paper's names; HWIO kernels transposed to OIHW), or
+    unpickled), ``.safetensors``, a Keras ``.h5`` / ``.weights.h5`` in the Keras 2 layout
+    (layers ``block1_conv1`` … ``fc1``, ``fc2``, ``predictions``, or the paper's names) or
+    the Keras 3 layout (``block1/layers/conv2d_1/vars/0``: see :mod:`cnninv.models.keras`;
+    layers that are not VGG16's, such as HED's side outputs, are skipped); HWIO kernels
+    transposed to OIHW; or
     ``.onnx`` (initializers named by state-dict key, or the weights of the graph's
     ``Conv`` nodes in order). Convolutions must all be there; the classifier is optional.
 
@@ -29,7 +32,9 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import pickle
 import re
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,14 +45,18 @@ from torch import nn
 from cnninv._checks import make_generator, resolve_device
 from cnninv.data.convention import CAFFE_BGR, TORCHVISION_RGB, InputConvention
 from cnninv.models.architectures import ARCHITECTURES
+from cnninv.models.keras import KerasFile, keras_layout, read_keras
 from cnninv.models.layers import conv_layer_names, layer_names, qualified_name
 
 __all__ = [
     "LoadedNetwork",
     "embedded_vgg16_path",
+    "is_torchscript",
     "is_weights_file",
     "load_network",
+    "read_state_dict",
     "read_weights",
+    "strip_prefix",
 ]
 
 _FILE_SUFFIXES = (".pth", ".pt", ".safetensors", ".h5", ".hdf5", ".onnx")
@@ -184,13 +193,49 @@ def _collect_by_layer(tensors: Mapping[str, torch.Tensor], path: Path) -> dict[s
     return layers
 
 
+def is_torchscript(path: str | Path) -> bool:
+    """Whether ``path`` is a TorchScript archive (``torch.jit.save``), told by the zip's
+    entries (``<name>/code/…``), without unpickling anything. A ``torch.save`` zip holds
+    ``<name>/data.pkl`` and ``<name>/data/…`` only."""
+    path = Path(path)
+    if not path.is_file() or not zipfile.is_zipfile(path):
+        return False
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return False
+    return any(len(parts) > 2 and parts[1] == "code" for parts in (n.split("/") for n in names))
+
+
+#: Keys under which checkpoints keep the state dict.
+_STATE_KEYS = ("state_dict", "model_state_dict", "model")
+
+
 def _read_torch(path: Path) -> dict[str, torch.Tensor]:
-    obj = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
-        obj = obj["state_dict"]
+    if is_torchscript(path):
+        raise ValueError(
+            f"weights file {str(path)!r} is a TorchScript archive (a whole model), not a state "
+            "dict: load it as the model itself"
+        )
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise ValueError(
+            f"weights file {str(path)!r} holds pickled Python objects, not only tensors, and "
+            f"cnninv never unpickles code ({first[:160]}); save a state dict "
+            "(torch.save(model.state_dict(), PATH)) or a TorchScript archive "
+            "(torch.jit.save(torch.jit.script(model), PATH))"
+        ) from exc
+    for key in _STATE_KEYS:
+        if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
+            obj = obj[key]
+            break
     if not isinstance(obj, Mapping):
         raise ValueError(
-            f"weights file {str(path)!r}: expected a state dict (a mapping of names to tensors)"
+            f"weights file {str(path)!r}: expected a state dict (a mapping of names to tensors), "
+            f"got {type(obj).__name__}"
         )
     return {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
 
@@ -201,10 +246,37 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     return dict(load_file(str(path), device="cpu"))
 
 
+def _read_keras3(kf: KerasFile) -> dict[str, _Layer]:
+    """Paper name -> layer of a Keras 3 file: by the Keras name (``block1_conv2``,
+    ``fc1``) where it says, else by block and position (``block1/layers/conv2d_1`` is
+    conv1_2: the generic names number one block's convolutions in order). Layers of
+    neither kind (HED's side outputs ``dsn1`` … ``fuse``) are not VGG16's and are skipped."""
+    layers: dict[str, _Layer] = {}
+    position: dict[str, int] = {}
+    for layer in kf.layers:
+        if layer.kind not in ("conv", "dense"):
+            continue
+        name = _paper_name(layer.name)
+        block = re.match(r"^block(\d+)$", layer.block or "")
+        if block and layer.kind == "conv":
+            position[block.group(1)] = position.get(block.group(1), 0) + 1
+            name = name or f"conv{block.group(1)}_{position[block.group(1)]}"
+        if name is None:
+            continue
+        if name in layers:
+            raise ValueError(
+                f"weights file {str(kf.path)!r}: layer {name} appears twice ({layer.key})"
+            )
+        layers[name] = _Layer(layer.weight, layer.bias, channels_last_flatten=True)
+    return layers
+
+
 def _read_h5(path: Path) -> dict[str, _Layer]:
     import h5py
     import numpy as np
 
+    if keras_layout(path) == "keras3":
+        return _read_keras3(read_keras(path))
     tensors: dict[str, torch.Tensor] = {}
     with h5py.File(path, "r") as f:
 
@@ -280,18 +352,54 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor] | dict[str, _Layer
             f"weights file {str(path)!r} has unknown suffix {suffix!r}; expected one of "
             f"{', '.join(_FILE_SUFFIXES)}"
         )
+    out = _guarded(readers[suffix], path, suffix)
+    if not out:
+        raise ValueError(f"weights file {str(path)!r} holds no weight tensors")
+    return out
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """The state dict in a ``.pth``/``.pt``/``.bin`` file (``torch.load(weights_only=True)``:
+    a raw state dict or one under ``"state_dict"``, ``"model_state_dict"`` or ``"model"``)
+    or a ``.safetensors`` file, keys as saved.
+
+    Raises
+    ------
+    ValueError
+        If the file is missing, has another suffix, is corrupt, holds pickled Python
+        objects (refused: no code is ever unpickled), is a TorchScript archive, or holds
+        no tensor.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"weights file {str(path)!r} does not exist")
+    if is_torchscript(path):
+        return _read_torch(path)  # says it is a whole model
+    suffix = path.suffix.lower()
+    readers = {".pth": _read_torch, ".pt": _read_torch, ".bin": _read_torch}
+    readers[".safetensors"] = _read_safetensors
+    if suffix not in readers:
+        raise ValueError(
+            f"weights file {str(path)!r} has suffix {suffix!r}; a state dict is a .pth, .pt, "
+            ".bin or .safetensors file"
+        )
+    out = _guarded(readers[suffix], path, suffix)
+    if not out:
+        raise ValueError(f"weights file {str(path)!r} holds no tensor")
+    return out
+
+
+def _guarded(reader, path: Path, suffix: str):
+    """``reader(path)``, every reader's own error types turned into one ``ValueError``."""
     try:
-        out = readers[suffix](path)
+        return reader(path)
     except ValueError:
         raise
-    except Exception as exc:  # every reader's own error types: corrupt file, wrong format
+    except Exception as exc:  # corrupt file, wrong format
         raise ValueError(
             f"weights file {str(path)!r} could not be read as {suffix}: "
             f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         ) from exc
-    if not out:
-        raise ValueError(f"weights file {str(path)!r} holds no weight tensors")
-    return out
 
 
 # --------------------------------------------------------------------------- matching
@@ -299,7 +407,7 @@ def _is_by_layer(raw: Mapping) -> bool:
     return all(isinstance(v, _Layer) for v in raw.values())
 
 
-def _strip_prefix(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def strip_prefix(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Drop a ``module.`` (DataParallel) or ``model.`` prefix shared by every key."""
     for prefix in ("module.", "model."):
         if state and all(k.startswith(prefix) for k in state):
@@ -332,7 +440,7 @@ def _to_state_dict(
     raw: Mapping, model: nn.Module, path: Path
 ) -> dict[str, torch.Tensor]:  # paper-layer dict -> state dict of ``model``
     if not _is_by_layer(raw):
-        return _strip_prefix(raw)
+        return strip_prefix(raw)
     params = _layer_params(model)
     convs = conv_layer_names(model)
     state: dict[str, torch.Tensor] = {}
@@ -523,7 +631,7 @@ def load_network(
 
     raw = read_weights(path) if path is not None else None
     if raw is not None and not _is_by_layer(raw):
-        raw = _strip_prefix(raw)
+        raw = strip_prefix(raw)
     if arch is None:
         arch = _infer_architecture(raw, path)
 
