@@ -1,5 +1,11 @@
+import sys
+from pathlib import Path
+
 import pytest
 import torch
+
+# the tests' shared helpers (zoo.py, thirdparty_models.py) import as plain modules
+sys.path.insert(0, str(Path(__file__).parent))
 
 
 @pytest.fixture

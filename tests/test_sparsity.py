@@ -241,3 +241,20 @@ def test_unpool_and_crelu_errors():
     with pytest.raises(ValueError, match="dim must be an axis"):
         crelu(torch.randn(2, 3), dim=1.0)
     assert crelu(torch.randn(2, 3), dim=-1).shape == (2, 6)
+
+
+@pytest.mark.parametrize("variant", ["abs", "relu"])
+@pytest.mark.parametrize("k", [1, 5, 17, 23])
+def test_single_entry_blocks_keep_the_k_largest(variant, k):
+    """pool=1 (every entry a block, the fast path) against a sort of every entry; k above
+    half the entries takes the complement route."""
+    g = torch.Generator().manual_seed(k)
+    h = torch.randn(3, 2, 4, 3, generator=g)
+    code = model_sparse(h, k, 1, variant=variant).code
+    score = h.abs() if variant == "abs" else h.clamp_min(0)
+    for b in range(3):
+        order = score[b].flatten().argsort(descending=True)
+        want = torch.zeros(24)
+        kept = order[:k]
+        want[kept] = (h[b].flatten() if variant == "abs" else score[b].flatten())[kept]
+        torch.testing.assert_close(code[b].flatten(), want)

@@ -8,4 +8,13 @@ paper's theorems and the empirical quantities that check them.
 
 from cnninv._version import __version__
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "analyze_model"]
+
+
+def __getattr__(name: str):
+    # the analysis pulls in torch and every room below it: imported on first use only
+    if name == "analyze_model":
+        from cnninv.analysis.model import analyze_model
+
+        return analyze_model
+    raise AttributeError(f"module 'cnninv' has no attribute {name!r}")

@@ -69,38 +69,3 @@ def reproduce(
     written.append(build_report(out))
     log(f"[cnninv] report: {written[-1]}")
     return written
-
-
-def analyze(
-    model: str,
-    out: str | Path,
-    *,
-    weights: str | None = None,
-    images: str | None = None,
-    quick: bool = False,
-    seed: int = 0,
-    device: str = "cpu",
-    progress: bool = False,
-    log=print,
-) -> list[Path]:
-    """Every network analysis of the paper (activation density, coherence, Figure 3's
-    model-RIP, Table 4's activation reconstruction) for ``model`` — ``"vgg16"``,
-    ``"alexnet"`` or a weights file — with ``weights`` (``"imagenet"``, ``"random"`` or a
-    file; default: the learned weights) on ``images`` (a folder; default the 20 photos)."""
-    from cnninv.models import is_weights_file, load_network
-
-    if weights is None:
-        weights = "file" if is_weights_file(model) else "imagenet"
-    arch = load_network(
-        model, None if weights == "file" else weights, seed=seed, features_only=True
-    ).name
-    names = {"vgg16": ["table2", "table3"], "alexnet": ["table7", "table6"]}[arch]
-    names += ["fig3", "table4-activations"]
-    overrides = {"model": model, "weights": weights}
-    if images:
-        overrides["images"] = images
-    log(f"[cnninv] analyze {arch} ({weights}) -> {', '.join(names)}")
-    return reproduce(
-        names, out, quick=quick, seed=seed, device=device, overrides=overrides,
-        progress=progress, log=log,
-    )  # fmt: skip

@@ -344,16 +344,43 @@ def model_sparse(
     if check:
         check_finite(h, "h")
         check_k(k, tuple(h.shape[1:]), pool)
-    values, switches = _max_pool_switches(h, _kernel(pool, spatial), variant)
+    kernel = _kernel(pool, spatial)
+    if spatial and all(p == 1 for p in kernel):
+        return _entry_sparse(h, k, variant)
+    values, switches = _max_pool_switches(h, kernel, variant)
     if k is not None and k < math.prod(values.shape[1:]):
         flat = values.flatten(1)
-        # sorted=False: only the set of the k largest matters, and it is the same set
-        # (same selection algorithm, without the final sort of the k), and it is faster
-        # (benchmarks/bench_fastpaths.py)
-        keep = flat.abs().topk(k, dim=1, sorted=False).indices
-        mask = torch.zeros_like(flat, dtype=torch.bool).scatter_(1, keep, True)
-        values = (flat * mask).view_as(values)
+        values = (flat * _top_k_mask(flat.abs(), k)).view_as(values)
     return ModelSparse(_unpool(values, switches, tuple(h.shape[2:]), like=h), values, switches)
+
+
+def _top_k_mask(score: torch.Tensor, k: int) -> torch.Tensor:
+    """Boolean mask of the ``k`` largest entries of each row of ``score`` ``(B, n)``.
+
+    ``sorted=False``: only the set matters, the same set without the final sort, and it is
+    faster (benchmarks/bench_fastpaths.py). For ``k > n/2`` the ``n - k`` smallest are
+    dropped instead: the same set up to ties, at a fraction of the cost."""
+    n = score.shape[1]
+    if k > n // 2:
+        drop = score.topk(n - k, dim=1, largest=False, sorted=False).indices
+        return torch.ones_like(score, dtype=torch.bool).scatter_(1, drop, False)
+    keep = score.topk(k, dim=1, sorted=False).indices
+    return torch.zeros_like(score, dtype=torch.bool).scatter_(1, keep, True)
+
+
+def _entry_sparse(h: torch.Tensor, k: int | None, variant: str) -> ModelSparse:
+    """𝕄 when every entry is its own block (plain k-sparsity): no pooling, no switches to
+    compute; the code keeps ``h``'s memory layout."""
+    values = h if variant == "abs" else h.clamp_min(0)
+    plane = math.prod(h.shape[2:])
+    switches = torch.arange(plane, device=h.device).view(1, 1, *h.shape[2:]).expand(h.shape)
+    if k is not None and k < math.prod(h.shape[1:]):
+        score = values.abs() if variant == "abs" else values
+        mask = _top_k_mask(score.reshape(h.shape[0], -1), k).view(h.shape)
+        values = values * mask
+    elif variant == "abs":
+        values = values.clone()
+    return ModelSparse(values, values, switches)
 
 
 def support(z: torch.Tensor) -> torch.Tensor:

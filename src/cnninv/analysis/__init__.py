@@ -6,10 +6,12 @@
 * :func:`next_layer` — the convolution after a pooling layer, its operator and the model
   sparsity ``k`` matching its measured density;
 * :func:`reconstruct_activation` — :math:`\\hat f = \\mathbf W^T\\mathbb M(\\mathbf Wf, k)`
-  (and more IHT iterations), rescaled to :math:`\\|f\\|` as in §4.5 (Table 4).
+  (and more IHT iterations), rescaled to :math:`\\|f\\|` as in §4.5 (Table 4);
+* :func:`analyze_model` — all of the above for every convolution of any CNN.
 """
 
 from cnninv.analysis.measures import activation_sparsity, filter_coherence
+from cnninv.analysis.model import ModelAnalysis, analyze_model, assumptions
 from cnninv.analysis.reconstruction import (
     FILTERS,
     NextLayer,
@@ -20,8 +22,11 @@ from cnninv.analysis.reconstruction import (
 
 __all__ = [
     "FILTERS",
+    "ModelAnalysis",
     "NextLayer",
     "activation_sparsity",
+    "analyze_model",
+    "assumptions",
     "filter_coherence",
     "k_for_fraction",
     "next_layer",

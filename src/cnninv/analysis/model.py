@@ -45,7 +45,10 @@ from cnninv.operators import ConvOperator
 from cnninv.recovery import algorithm2, iht, lam_max
 from cnninv.theory import empirical_delta, model_rip_ratios, sample_model_sparse, theorem33_bound
 
-__all__ = ["ModelAnalysis", "analyze_model", "assumptions", "blocks_of"]
+__all__ = ["ANALYSES", "ModelAnalysis", "analyze_model", "assumptions", "blocks_of"]
+
+#: The analyses :func:`analyze_model` can run on each layer.
+ANALYSES = ("density", "coherence", "rip", "iht", "algorithm2")
 
 #: Activations that produce exact zeros (sparsity).
 _SPARSIFYING = {"relu", "relu6", "threshold", "clamp_min"}
@@ -350,7 +353,7 @@ def _expand_groups(weight: torch.Tensor, groups: int) -> torch.Tensor:
     return full
 
 
-def _chunked(total: int, bytes_per_item: int, budget: int = 256 * 2**20) -> list[int]:
+def _chunked(total: int, bytes_per_item: int, budget: int = 2**30) -> list[int]:
     per = max(1, budget // max(bytes_per_item, 1))
     sizes = [per] * (total // per)
     if total % per:
@@ -432,13 +435,17 @@ def _analyse_layer(
     pool_pct = sum(col.pool_pct) / len(col.pool_pct) if col.pool_pct else None
     out["density_percent"] = act_pct
     out["density_after_pool_percent"] = pool_pct
-    weight = _expand_groups(layer.weight.detach().cpu(), layer.groups)
-    stride = layer.stride[0] if len(set(layer.stride)) == 1 else 1
-    c = filter_coherence(weight, stride=stride, seed=cfg["seed"] + index)
-    out["coherence"] = {"noshift": c["learned_noshift"], "shift": c["learned_shift"]}
-    out["coherence_gaussian"] = {"noshift": c["random_noshift"], "shift": c["random_shift"]}
-    if len(set(layer.stride)) > 1:
-        out["coherence_note"] = "shift coherence over every shift (anisotropic stride)"
+    wanted = cfg["analyses"]
+    if "coherence" in wanted:
+        weight = _expand_groups(layer.weight.detach().cpu(), layer.groups)
+        stride = layer.stride[0] if len(set(layer.stride)) == 1 else 1
+        c = filter_coherence(weight, stride=stride, seed=cfg["seed"] + index)
+        out["coherence"] = {"noshift": c["learned_noshift"], "shift": c["learned_shift"]}
+        out["coherence_gaussian"] = {"noshift": c["random_noshift"], "shift": c["random_shift"]}
+        if len(set(layer.stride)) > 1:
+            out["coherence_note"] = "shift coherence over every shift (anisotropic stride)"
+    if not {"rip", "iht", "algorithm2"} & set(wanted):
+        return out
     W = layer.operator().to(device)
     try:
         W = W.unit_norm_filters()
@@ -456,16 +463,17 @@ def _analyse_layer(
     k = k_for_fraction(max(fraction, 1e-6), W.out_shape, pool)
     out["k"] = k
     out["k_fraction"] = fraction
-    learned, learned2 = _rip(W, k, pool, cfg["samples"], gen)
-    gauss, _ = _rip(G, k, pool, cfg["samples"], gen)
-    out["rip_ratio"] = _summary(learned)
-    out["rip_ratio_gaussian"] = _summary(gauss)
-    d_k = empirical_delta(learned)
-    d_2k = max(empirical_delta(learned2), d_k)
-    out["delta_lower"] = d_k
-    out["delta_2k_lower"] = d_2k
-    out["delta_note"] = "largest deviation over the sampled codes: a lower bound on δ"
-    out["theorem33_bound"] = theorem33_bound(d_k, d_2k) if d_2k < 1 else None
+    if "rip" in wanted:
+        learned, learned2 = _rip(W, k, pool, cfg["samples"], gen)
+        gauss, _ = _rip(G, k, pool, cfg["samples"], gen)
+        out["rip_ratio"] = _summary(learned)
+        out["rip_ratio_gaussian"] = _summary(gauss)
+        d_k = empirical_delta(learned)
+        d_2k = max(empirical_delta(learned2), d_k)
+        out["delta_lower"] = d_k
+        out["delta_2k_lower"] = d_2k
+        out["delta_note"] = "largest deviation over the sampled codes: a lower bound on δ"
+        out["theorem33_bound"] = theorem33_bound(d_k, d_2k) if d_2k < 1 else None
     x = torch.cat(col.inputs).to(device=device, dtype=W.weight.dtype) if col.inputs else None
     if x is not None and x.shape[1:] == tuple(W.in_shape):
         usable = x.flatten(1).norm(dim=1) > 0
@@ -475,21 +483,22 @@ def _analyse_layer(
     if x is None or x.shape[0] == 0:
         out["iht_note"] = "no non-zero input activation was captured"
         return out
-    errs, one = _iht_errors(W, x, k, pool, cfg["iht_iters"])
-    errs_g, one_g = _iht_errors(G, x, k, pool, cfg["iht_iters"])
-    out["iht_error_by_iter"] = errs
-    out["iht_error_by_iter_gaussian"] = errs_g
-    out["iht_error_one_step"] = one
-    out["iht_error_one_step_gaussian"] = one_g
-    out["iht_note"] = (
-        f"{x.shape[0]} input activation(s); one step = the paper's feed-forward layer "
-        "(step 1); by_iter = normalised IHT; every estimate rescaled to ‖f‖"
-    )
-    xa = x[: cfg["alg2_samples"]]
-    out["rip_ratio_algorithm2"] = _algorithm2(W, xa, pool, cfg["lam_fraction"], cfg["alg2_iters"])
-    out["rip_ratio_algorithm2_gaussian"] = _algorithm2(
-        G, xa, pool, cfg["lam_fraction"], cfg["alg2_iters"]
-    )
+    if "iht" in wanted:
+        errs, one = _iht_errors(W, x, k, pool, cfg["iht_iters"])
+        errs_g, one_g = _iht_errors(G, x, k, pool, cfg["iht_iters"])
+        out["iht_error_by_iter"] = errs
+        out["iht_error_by_iter_gaussian"] = errs_g
+        out["iht_error_one_step"] = one
+        out["iht_error_one_step_gaussian"] = one_g
+        out["iht_note"] = (
+            f"{x.shape[0]} input activation(s); one step = the paper's feed-forward layer "
+            "(step 1); by_iter = normalised IHT; every estimate rescaled to ‖f‖"
+        )
+    if "algorithm2" in wanted:
+        xa = x[: cfg["alg2_samples"]]
+        lam, iters = cfg["lam_fraction"], cfg["alg2_iters"]
+        out["rip_ratio_algorithm2"] = _algorithm2(W, xa, pool, lam, iters)
+        out["rip_ratio_algorithm2_gaussian"] = _algorithm2(G, xa, pool, lam, iters)
     return out
 
 
@@ -510,6 +519,7 @@ def analyze_model(
     alg2_iters: int = 100,
     lam_fraction: float = 0.1,
     batch_size: int = 4,
+    analyses: Sequence[str] = ANALYSES,
     seed: int = 0,
     device: str | torch.device = "cpu",
     model_info: dict[str, Any] | None = None,
@@ -527,6 +537,8 @@ def analyze_model(
     alg2_samples, alg2_iters, lam_fraction : Algorithm 2 on that many of them, with
         :math:`\\lambda` = ``lam_fraction`` × the median :math:`\\lambda_{\\max}`.
     batch_size : inputs per forward pass.
+    analyses : which of :data:`ANALYSES` to run (the layer's structure and assumptions are
+        always reported).
 
     Returns
     -------
@@ -557,6 +569,10 @@ def analyze_model(
         check_positive_int(v, name)
     if not (isinstance(lam_fraction, int | float) and 0 < lam_fraction < 1):
         raise ValueError(f"lam_fraction must be in (0, 1), got {lam_fraction!r}")
+    analyses = tuple(analyses) if not isinstance(analyses, str) else (analyses,)
+    unknown = [a for a in analyses if a not in ANALYSES]
+    if unknown or not analyses:
+        raise ValueError(f"analyses must be among {ANALYSES}, got {list(analyses)}")
     from cnninv._checks import resolve_device
 
     dev = resolve_device(device)
@@ -582,6 +598,7 @@ def analyze_model(
         "alg2_iters": alg2_iters,
         "lam_fraction": lam_fraction,
         "batch_size": batch_size,
+        "analyses": list(analyses),
         "seed": seed,
         "device": str(dev),
         "n_inputs": int(inputs.shape[0]),

@@ -21,7 +21,7 @@ from cnninv.experiments import (
 from cnninv.experiments import table4_activations as table4a
 from cnninv.experiments._inversion import QUICK as INVERSION_QUICK
 
-__all__ = ["REGISTRY", "Experiment", "get", "make_config", "run_experiment"]
+__all__ = ["REGISTRY", "Experiment", "get", "make_config", "make_job_config", "run_experiment"]
 
 
 @dataclass(frozen=True)
@@ -187,3 +187,18 @@ def run_experiment(name: str, config: Any, *, progress: bool = False) -> dict:
     exp = get(name)
     result = exp.run(config, progress=progress)
     return {**result, "experiment": name, "title": exp.title}
+
+
+def make_job_config(
+    config_class: type,
+    quick_overrides: Mapping[str, Any],
+    *,
+    quick: bool,
+    values: Mapping[str, Any],
+) -> Any:
+    """The configuration of a job that is not a registered experiment (``analyze``): the
+    class's defaults, then ``quick_overrides`` when ``quick``, then ``values``."""
+    merged: dict[str, Any] = dict(quick_overrides) if quick else {}
+    merged.update({k: v for k, v in values.items() if v is not None})
+    merged["quick"] = quick
+    return config_class(**merged)

@@ -29,7 +29,7 @@ from cnninv._checks import (
     make_generator,
     resolve_device,
 )
-from cnninv.metrics import per_sample_norm, relative_error
+from cnninv.metrics import per_sample_norm
 from cnninv.operators import LinearOperator
 from cnninv.sparsity import (
     Pool,
@@ -179,7 +179,10 @@ def reconstruction_errors(
         spatial = tuple(W.out_shape[1:])
         sw = naive_switches(proj.values.shape, pool, spatial, device=xb.device)
         code = unpool(proj.values, sw, spatial)
-    return relative_error(W.rmatvec(code), xb)
+    # the ratio of norms, as model_rip_ratios (reduced in memory order, like the solvers)
+    return _ratio(
+        per_sample_norm(W.rmatvec(code) - xb), per_sample_norm(xb), "reconstruction_errors"
+    )
 
 
 def empirical_delta(ratios: torch.Tensor, squared: bool = True) -> float:
