@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import numbers
+import os
 from collections.abc import Iterator, Sequence
 
 import torch
@@ -19,10 +20,12 @@ import torch
 __all__ = [
     "allocating",
     "as_batch",
+    "available_memory",
     "check_bool",
     "check_finite",
     "check_float_dtype",
     "check_int",
+    "check_memory",
     "check_number",
     "check_positive_int",
     "check_seed",
@@ -177,6 +180,34 @@ def as_batch(
         return t, None
     lead = tuple(shape[: len(shape) - n])
     return t.reshape(-1, *core), lead
+
+
+def available_memory() -> int:
+    """Bytes of memory available to a new allocation on this machine (Linux
+    ``MemAvailable``; elsewhere the free physical pages), or 0 when unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def check_memory(nbytes: float, what: str) -> None:
+    """Refuse, before allocating, a run whose estimated memory ``nbytes`` exceeds what the
+    machine has free: ``ValueError`` naming ``what`` and both figures ("needs ~N GB, M GB
+    free"). Unknown free memory lets the run go."""
+    free = available_memory()
+    if free and nbytes > free:
+        raise ValueError(
+            f"{what} needs ~{nbytes / 2**30:.1f} GB of memory, {free / 2**30:.1f} GB free: "
+            "ask for less"
+        )
 
 
 @contextlib.contextmanager

@@ -36,7 +36,7 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from cnninv._checks import check_positive_int, make_generator
+from cnninv._checks import check_memory, check_positive_int, make_generator
 from cnninv.analysis.measures import filter_coherence
 from cnninv.analysis.reconstruction import k_for_fraction
 from cnninv.metrics import relative_error, rescale_to
@@ -580,6 +580,11 @@ def analyze_model(
         model = model.to(dev).eval()
     inputs = inputs.to(dev)
     found = discover(model, inputs[:1])
+    per_input = sum(4 * math.prod(shape) for op in found.ops for shape in op.out_shapes)
+    check_memory(
+        per_input * (batch_size + max_activations) + 4 * inputs[0].numel() * len(inputs),
+        f"analysing {len(inputs)} inputs of shape {tuple(inputs.shape[1:])}",
+    )
     chosen = found.layers
     if layers:
         wanted = [s.strip() for s in layers if s and s.strip()]

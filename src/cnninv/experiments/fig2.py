@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from cnninv._checks import make_generator, resolve_device
+from cnninv._checks import check_memory, make_generator, resolve_device
 from cnninv.experiments._common import (
     batch_sizes,
     check_config,
@@ -85,6 +85,13 @@ class Config:
                 f"stride={self.stride} does not give an integer n = (D - ell)/t + 1 "
                 f"(D={self.D}, ell={self.ell})"
             )
+        n = (self.D - self.ell) // self.stride + 1
+        width = torch_dtype(self.dtype).itemsize
+        # kept: 6 ratios per sample and 3 IHT curves of `iters` values; working set: about
+        # a dozen codes and signals of the batch
+        kept = self.samples * (6 + 3 * self.iters) * width
+        work = min(self.batch, self.samples) * (self.K * n + self.M * self.D) * width * 12
+        check_memory(kept + work, f"fig2 with samples={self.samples}, batch={self.batch}")
 
 
 def run(config: Config, progress: bool = False) -> dict:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cnninv._checks import resolve_device
+from cnninv._checks import check_memory, resolve_device
 from cnninv.data import read_photos
 from cnninv.experiments._common import environment
 from cnninv.inversion import (
@@ -50,6 +50,12 @@ class Config:
     quick: bool = False
 
     def __post_init__(self) -> None:
+        # VGG16's activations up to pool5 hold ~15 M floats per 224² image, every method
+        # keeps a few copies (the optimisation: gradients too)
+        check_memory(
+            4 * 15e6 * (self.image_size / 224) ** 2 * 8,
+            f"invert at --size {self.image_size}",
+        )
         bad = [m for m in self.methods if m not in METHODS]
         if bad or not self.methods:
             raise ValueError(f"methods must be among {', '.join(METHODS)}, got {self.methods}")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from cnninv._checks import make_generator, resolve_device
+from cnninv._checks import check_memory, make_generator, resolve_device
 from cnninv.experiments._common import check_config, environment, torch_dtype
 from cnninv.metrics import relative_error
 from cnninv.operators import ConvOperator, MatrixOperator
@@ -41,6 +41,12 @@ class Config:
         torch_dtype(self.dtype)
         if self.D % self.ell:
             raise ValueError(f"D={self.D} must be a multiple of ell={self.ell}")
+        n = self.M * self.D
+        width = torch_dtype(self.dtype).itemsize
+        check_memory(
+            (n * n * 3 + self.samples * n * 12) * width,
+            f"prop1 with M={self.M}, D={self.D}, samples={self.samples}",
+        )
 
 
 def _crelu_reconstruct(W, x: torch.Tensor) -> torch.Tensor:
