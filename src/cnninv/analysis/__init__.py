@@ -11,7 +11,7 @@
 """
 
 from cnninv.analysis.measures import activation_sparsity, filter_coherence
-from cnninv.analysis.model import ModelAnalysis, analyze_model, assumptions
+from cnninv.analysis.model import ModelAnalysis, analyze_model, assumptions, blocks_of
 from cnninv.analysis.reconstruction import (
     FILTERS,
     NextLayer,
@@ -27,6 +27,7 @@ __all__ = [
     "activation_sparsity",
     "analyze_model",
     "assumptions",
+    "blocks_of",
     "filter_coherence",
     "k_for_fraction",
     "next_layer",

@@ -452,11 +452,7 @@ def _analyse_layer(
     except ValueError:
         out["note"] = "a filter is all zero: W is used as it is, not unit-normalised"
     # Gaussian filters of the layer's shape (groups included), rows of unit norm
-    G = ConvOperator(
-        _unit_rows(torch.randn(layer.weight.shape, generator=gen, device=device)),
-        W.input_size, stride=W.stride, padding=W.padding, dilation=layer.dilation,
-        groups=layer.groups,
-    )  # fmt: skip
+    G = W.gaussian_like(unit_norm_rows=True, generator=gen)
     pool, why = blocks_of(layer)
     out["blocks"] = {"pool": pool if isinstance(pool, int) else list(pool), "why": why}
     fraction = (act_pct or 0.0) / 100.0
@@ -500,10 +496,6 @@ def _analyse_layer(
         out["rip_ratio_algorithm2"] = _algorithm2(W, xa, pool, lam, iters)
         out["rip_ratio_algorithm2_gaussian"] = _algorithm2(G, xa, pool, lam, iters)
     return out
-
-
-def _unit_rows(w: torch.Tensor) -> torch.Tensor:
-    return w / w.flatten(1).norm(dim=1).clamp_min(1e-30).view(-1, *([1] * (w.dim() - 1)))
 
 
 # --------------------------------------------------------------------------- entry point

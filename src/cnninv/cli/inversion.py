@@ -35,9 +35,12 @@ def _device_args(p: argparse.ArgumentParser) -> None:
 
 def _network_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--model", default="vgg16", help="vgg16 (default) or a VGG16 weights file (.pth, …)"
+        "--model",
+        default="vgg16",
+        metavar="SPEC",
+        help="vgg16 (default), a VGG16 weights file, or any SPEC of `cnninv analyze`",
     )
-    p.add_argument("--weights", help="imagenet (default for vgg16) or random")
+    p.add_argument("--weights", help="imagenet (default for vgg16), random, or a file")
     p.add_argument(
         "--cache",
         help="cnninv cache folder; decoders live in CACHE/decoders "
@@ -70,12 +73,22 @@ def add_parsers(subparsers) -> None:
     inv = subparsers.add_parser(
         "invert",
         help="reconstruct photos from a layer's activations (iht, decoder, optimize, deconvnet)",
-        description="Reconstruct each photo from its activations at LAYER; write the "
+        description="Reconstruct each input from its activations at LAYER; write the "
         "reconstruction(s) as PNG, a grid beside the original, and a JSON with the "
-        "image-space relative error, PSNR, SSIM and wall time.",
+        "relative error (and, for photos, PSNR and SSIM) and wall time. VGG16/AlexNet layers "
+        "by the paper's names (pool4, conv5_1) take every method; any other model (SPEC as "
+        "in `cnninv analyze`) takes its layers' qualified names (cnninv analyze lists them) "
+        "and the methods iht, optimize and deconvnet.",
     )
-    inv.add_argument("--image", required=True, nargs="+", help="photo(s) or a folder of photos")
-    inv.add_argument("--layer", required=True, help="pool1…pool5, or convX_Y (optimize, deconvnet)")
+    inv.add_argument(
+        "--image", "--inputs", dest="image", required=True, nargs="+",
+        help="photo(s), a folder of photos, a folder of WAV files or a .npy array",
+    )  # fmt: skip
+    inv.add_argument(
+        "--layer",
+        required=True,
+        help="pool1…pool5 or convX_Y (VGG16), or a qualified module name (any model)",
+    )
     inv.add_argument(
         "--method",
         default="iht",
@@ -93,9 +106,20 @@ def add_parsers(subparsers) -> None:
     inv.add_argument(
         "--size",
         type=int_arg(16, MAX_IMAGE_SIDE, "--size"),
-        default=224,
-        help=f"image side in px, 16-{MAX_IMAGE_SIDE} (default 224)",
+        default=None,
+        help=f"image side in px, 16-{MAX_IMAGE_SIDE} (default 224, or the model's)",
     )
+    inv.add_argument(
+        "--model-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="argument of a package.module:callable SPEC (repeatable)",
+    )
+    inv.add_argument("--channels", default="", help="RGB or BGR: the channel order it takes")
+    inv.add_argument("--range", dest="value_range", default="", help="1 or 255: value of white")
+    inv.add_argument("--mean", default="", help="per-channel mean to subtract (a,b,c)")
+    inv.add_argument("--std", default="", help="per-channel std to divide by (a,b,c)")
     inv.add_argument("--out", required=True, help="output folder")
     _network_args(inv)
     _training_args(inv)
@@ -224,32 +248,67 @@ def _methods(spec: str) -> list[str]:
     return methods
 
 
+def _paper_layer(loaded, layer: str) -> bool:
+    """Whether ``layer`` is a paper name of a VGG16/AlexNet-style network (the decoder
+    path); else the generic path takes a qualified module name."""
+    from cnninv.models import layer_map
+
+    if loaded.network is None:
+        return False
+    try:
+        return layer in layer_map(loaded.model)
+    except ValueError:
+        return False
+
+
 def _invert(args) -> None:
+    from cnninv._checks import resolve_device
     from cnninv.experiments import invert
     from cnninv.io import atomic_write_bytes, atomic_write_json
+    from cnninv.models import load_model, parse_model_args
     from cnninv.report.inversion import invert_files
 
     check_output(args.out)
-    config = invert.Config(
-        layer=args.layer, methods=tuple(_methods(args.method)), image_size=args.size,
-        iters=args.iters, filters=args.filters, decoder=args.decoder or "",
-        cache=args.cache or "", seed=args.seed, device=args.device, quick=args.quick,
+    device = resolve_device(args.device)
+    methods = tuple(_methods(args.method))
+    model_args = parse_model_args(args.model_arg)
+    loaded = load_model(
+        args.model, args.weights, model_args=model_args, device=device, seed=args.seed,
+        features_only=True,
     )  # fmt: skip
-    net = _net(args)
     images = [Path(item) for item in args.image]
-    result = invert.run(
-        net, images[0] if len(images) == 1 else images, config,
-        _train_config(args, args.layer) if args.layer.startswith("pool") else None,
-        progress=_progress(args), log=_log,
-    )  # fmt: skip
+    if _paper_layer(loaded, args.layer):
+        config = invert.Config(
+            layer=args.layer, methods=methods, image_size=args.size or 224, iters=args.iters,
+            filters=args.filters, decoder=args.decoder or "", cache=args.cache or "",
+            seed=args.seed, device=str(device), quick=args.quick,
+        )  # fmt: skip
+        result = invert.run(
+            loaded.network, images[0] if len(images) == 1 else images, config,
+            _train_config(args, args.layer) if args.layer.startswith("pool") else None,
+            progress=_progress(args), log=_log,
+        )  # fmt: skip
+    else:
+        if len(images) != 1:
+            raise ValueError("give one folder (or one file) of inputs for this model")
+        if args.decoder:
+            raise ValueError("--decoder goes with VGG16 layers named the paper's way (pool4…)")
+        config = invert.AnyConfig(
+            layer=args.layer, methods=methods, inputs=str(images[0]),
+            size=str(args.size) if args.size else "", channels=args.channels,
+            value_range=args.value_range, mean=args.mean, std=args.std, iters=args.iters,
+            filters=args.filters, seed=args.seed, device=str(device), quick=args.quick,
+        )  # fmt: skip
+        result = invert.run_any(loaded, config, progress=_progress(args), log=_log)
     files, record = invert_files(result)
     out = Path(args.out)
     for name, data in files.items():
         atomic_write_bytes(out / name, data)
     for r in record["results"]:
+        quality = f", PSNR {r['psnr']:.2f} dB, SSIM {r['ssim']:.3f}" if "psnr" in r else ""
         print(
-            f"{r['image']} {args.layer} {r['method']}: error {r['relative_error']:.4f}, "
-            f"PSNR {r['psnr']:.2f} dB, SSIM {r['ssim']:.3f}, {r['seconds']:.2f} s"
+            f"{r['image']} {args.layer} {r['method']}: error {r['relative_error']:.4f}"
+            f"{quality}, {r['seconds']:.2f} s"
         )
     path = atomic_write_json(out / f"invert_{args.layer}.json", record)
     print(f"-> {path}")

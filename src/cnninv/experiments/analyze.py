@@ -1,9 +1,7 @@
 """The ``cnninv analyze`` job: the paper's analyses for the network a user brings.
 
-:func:`load_inputs` turns ``--inputs`` (a folder of images, a folder of WAV files, a
-``.npy`` array; by default the 20 ImageNet photos for an image model) into the batch the
-model's forward takes, with the input convention the flags describe; :func:`run` calls
-:func:`cnninv.analysis.analyze_model` and returns the JSON-ready result (rendered by
+The inputs come from :func:`cnninv.experiments._inputs.load_model_inputs`; :func:`run`
+calls :func:`cnninv.analysis.analyze_model` and returns the JSON-ready result (rendered by
 :mod:`cnninv.report.analysis`).
 """
 
@@ -12,26 +10,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from cnninv.analysis import analyze_model
-from cnninv.data import (
-    TORCHVISION_RGB,
-    InputConvention,
-    convention_from_options,
-    default_images,
-    inputs_kind,
-    load_array,
-    load_signals,
-    read_photos,
-)
 from cnninv.experiments._common import check_config, environment
-from cnninv.models import LoadedModel, check_inputs, layer_map, signal_layout
+from cnninv.experiments._inputs import load_model_inputs
+from cnninv.models import LoadedModel, layer_map
 
-__all__ = ["QUICK", "Config", "Inputs", "load_inputs", "run"]
+__all__ = ["QUICK", "Config", "run"]
 
 #: ``--quick``: few inputs, few codes, short solvers (about a minute for VGG16 on 2 cores).
 QUICK = {
@@ -84,86 +72,6 @@ class Config:
         return names or None
 
 
-@dataclass
-class Inputs:
-    """The batch the model takes, what it was made from, and how."""
-
-    x: torch.Tensor
-    names: list[str]
-    kind: str
-    description: str
-    convention: InputConvention | None = None
-
-
-def _convention(loaded: LoadedModel, config: Config, log) -> InputConvention:
-    given = any((config.size, config.channels, config.value_range, config.mean, config.std))
-    base = loaded.convention
-    if base is None and not given and log is not None:
-        log(
-            "cnninv: warning: the model's input convention is unknown and none was given: "
-            "images are prepared as torchvision's (RGB, [0, 1], ImageNet mean and std, 224 "
-            "px); say --channels, --range, --mean, --std, --size if the model wants another"
-        )
-    return convention_from_options(
-        config.size or None,
-        config.channels or None,
-        config.value_range or None,
-        config.mean or None,
-        config.std or None,
-        base=base if base is not None else TORCHVISION_RGB,
-    )
-
-
-def load_inputs(loaded: LoadedModel, config: Config, log=None) -> Inputs:
-    """The analysis' inputs (see the module docstring).
-
-    Raises
-    ------
-    ValueError
-        A 1-d model without ``--inputs``; unreadable inputs; inputs the model cannot take
-        (the message says what it wants).
-    """
-    model = loaded.model
-    path = config.inputs
-    if not path:
-        if loaded.input_kind != "image":
-            raise ValueError(
-                f"the model takes {loaded.input_kind}s, not photos: give --inputs (a folder "
-                "of WAV files, or a .npy array of the shape its forward takes)"
-            )
-        kind = "image"
-        source: Any = default_images()
-        description = "the 20 ImageNet photos of foolbox"
-    else:
-        kind = inputs_kind(path)
-        source = path
-        description = str(Path(path))
-    if kind == "image":
-        convention = _convention(loaded, config, log)
-        if config.max_inputs and isinstance(source, list):
-            source = source[: config.max_inputs]
-        x, paths = read_photos(source, convention)
-        names = [p.stem for p in paths]
-        if loaded.input_shape is not None and len(loaded.input_shape) == 4:
-            if loaded.input_shape[-1] == 3 and loaded.input_shape[1] != 3:
-                x = x.permute(0, 2, 3, 1).contiguous()  # a channels-last (NHWC) graph
-                description += " (NHWC, as the model declares)"
-        out = Inputs(x, names, kind, description, convention)
-    elif kind == "signal":
-        signals = load_signals(path)
-        layout = signal_layout(model, signals.x)
-        x = layout.apply(signals.x)
-        description += f" ({signals.sample_rate} Hz, {signals.x.shape[1]} samples, as {layout})"
-        out = Inputs(x, list(signals.names), kind, description)
-    else:
-        x = load_array(path)
-        out = Inputs(x.float(), [f"{i}" for i in range(x.shape[0])], kind, description)
-    if config.max_inputs:
-        out.x, out.names = out.x[: config.max_inputs], out.names[: config.max_inputs]
-    check_inputs(model, out.x, input_shape=loaded.input_shape)
-    return out
-
-
 def _paper_names(model: torch.nn.Module) -> dict[str, str]:
     """Qualified name -> the paper's name (VGG16, AlexNet and VGG-style stacks)."""
     try:
@@ -181,7 +89,7 @@ def run(
 ) -> dict[str, Any]:
     """Analyse ``loaded`` on its inputs; the JSON-ready result of ``cnninv analyze``."""
     started = time.perf_counter()
-    inputs = load_inputs(loaded, config, log)
+    inputs = load_model_inputs(loaded, config, log)
     result = analyze_model(
         loaded.model,
         inputs.x,

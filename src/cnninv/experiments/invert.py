@@ -17,6 +17,7 @@ from typing import Any
 from cnninv._checks import check_memory, resolve_device
 from cnninv.data import read_photos
 from cnninv.experiments._common import environment
+from cnninv.experiments._inputs import load_model_inputs
 from cnninv.inversion import (
     IMAGE_ERROR_DEFINITION,
     METHODS,
@@ -29,9 +30,11 @@ from cnninv.inversion import (
     load_decoder,
     png_base64,
 )
-from cnninv.models import LoadedNetwork, next_conv
+from cnninv.inversion.generic import GENERIC_METHODS, invert_any
+from cnninv.metrics import relative_error
+from cnninv.models import LoadedModel, LoadedNetwork, next_conv
 
-__all__ = ["Config", "run", "unique_names"]
+__all__ = ["AnyConfig", "Config", "run", "run_any", "unique_names"]
 
 
 @dataclass
@@ -157,6 +160,100 @@ def run(
         "channel_axis) on RGB [0, 1]; seconds: wall time per image",
         "results": results,
         "originals": {n: png_base64(x[i], net.convention) for i, n in enumerate(names)},
+        "pictures": {f"{n}|{m}": p for (n, m), p in pictures.items()},
+        "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+        **environment(config, started),
+    }
+
+
+@dataclass
+class AnyConfig:
+    """``cnninv invert`` for any model (qualified layer names, the generic methods)."""
+
+    layer: str
+    methods: tuple[str, ...]
+    inputs: str = ""
+    size: str = ""
+    channels: str = ""
+    value_range: str = ""
+    mean: str = ""
+    std: str = ""
+    max_inputs: int = 0
+    iters: int | None = None
+    filters: str = "learned"
+    seed: int = 0
+    device: str = "cpu"
+    quick: bool = False
+
+    def __post_init__(self) -> None:
+        bad = [m for m in self.methods if m not in GENERIC_METHODS]
+        if bad or not self.methods:
+            raise ValueError(
+                f"methods for this model must be among {', '.join(GENERIC_METHODS)} (the "
+                f"decoder method needs a decoder trained for the model), got {self.methods}"
+            )
+
+
+def run_any(
+    loaded: LoadedModel,
+    config: AnyConfig,
+    *,
+    progress: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Invert the inputs of ``loaded`` (photos, signals or an array, as ``cnninv analyze``
+    reads them) at ``config.layer`` by every method of ``config.methods``
+    (:func:`cnninv.inversion.generic.invert_any`). Photos carry their pictures."""
+    started = time.perf_counter()
+    inputs = load_model_inputs(loaded, config, log)
+    x = inputs.x.to(next(loaded.model.parameters()).device)
+    results, pictures = [], {}
+    conv = inputs.convention if inputs.kind == "image" else None
+    for method in config.methods:
+        inv = invert_any(
+            loaded.model, x, config.layer, method, convention=conv, iters=config.iters,
+            filters=config.filters, seed=config.seed, progress=progress,
+        )  # fmt: skip
+        if conv is not None:
+            metrics = image_metrics(inv.x_hat, x, conv)
+        else:
+            metrics = {"relative_error": relative_error(inv.x_hat, x).tolist()}
+        for i, name in enumerate(inputs.names):
+            if conv is not None:
+                pictures[(name, method)] = png_base64(inv.x_hat[i], conv)
+            results.append(
+                {
+                    "image": name,
+                    "method": method,
+                    **{key: vals[i] for key, vals in metrics.items()},
+                    "seconds": inv.seconds / len(inputs.names),
+                    "info": {
+                        k: (v[i] if isinstance(v, list) and len(v) == len(inputs.names) else v)
+                        for k, v in inv.info.items()
+                    },
+                }
+            )
+    originals = {}
+    if conv is not None:
+        originals = {n: png_base64(x[i], conv) for i, n in enumerate(inputs.names)}
+    return {
+        "experiment": "invert",
+        "layer": config.layer,
+        "model": loaded.spec,
+        "weights": loaded.source,
+        "weights_source": loaded.source,
+        "provenance": loaded.provenance,
+        "inputs_kind": inputs.kind,
+        "inputs_source": inputs.description,
+        "images": inputs.names,
+        "methods": list(config.methods),
+        "filters": config.filters,
+        "iters": config.iters,
+        "decoder": None,
+        "error_definition": "relative_error: ||x_hat - x|| / ||x|| in the model's input space"
+        + ("; rgb_relative_error, psnr, ssim on RGB [0, 1]" if conv is not None else ""),
+        "results": results,
+        "originals": originals,
         "pictures": {f"{n}|{m}": p for (n, m), p in pictures.items()},
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
         **environment(config, started),

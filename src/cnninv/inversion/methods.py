@@ -36,6 +36,7 @@ import base64
 import io
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -287,6 +288,21 @@ def _pixel_box(convention, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     return torch.minimum(lo, hi).to(like.device), torch.maximum(lo, hi).to(like.device)
 
 
+def _total_variation(u: torch.Tensor, beta: float) -> torch.Tensor:
+    """:math:`\\sum((\\partial_h u)^2+(\\partial_v u)^2)^{\\beta/2}` per sample over the last two
+    axes of an image; over the one axis longer than 1 of a signal ``(B, C, L)`` or
+    ``(B, C, L, 1)``."""
+    if u.dim() >= 4 and u.shape[-1] > 1 and u.shape[-2] > 1:
+        dh = u[..., 1:, :-1] - u[..., :-1, :-1]
+        dw = u[..., :-1, 1:] - u[..., :-1, :-1]
+        tv = (dh.pow(2) + dw.pow(2)).clamp_min(1e-12).pow(beta / 2)
+    else:
+        axis = next((a for a in range(u.dim() - 1, 0, -1) if u.shape[a] > 1), u.dim() - 1)
+        d = u.diff(dim=axis)
+        tv = d.pow(2).clamp_min(1e-12).pow(beta / 2)
+    return tv.flatten(1).sum(1)
+
+
 def optimize_image(
     model: nn.Module,
     target: torch.Tensor,
@@ -297,26 +313,41 @@ def optimize_image(
     options: OptimizeOptions | None = None,
     generator: torch.Generator | None = None,
     progress: bool = False,
+    features: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """Mahendran & Vedaldi's inversion of ``target`` (the activations at ``layer``).
 
-    Returns the image (input space) and ``{"objective": [...], "feature_error": [...]}``
-    per iteration (the feature error :math:`\\|\\Phi(x)-\\Phi_0\\|/\\|\\Phi_0\\|`, mean over
-    the batch).
+    ``features`` maps an input to the activation to match (differentiably); by default
+    the VGG-style encoder up to ``layer``. With ``convention`` None (signals, arrays) the
+    input is not boxed to a pixel range and its scale unit ``B`` is 1.
+
+    Returns the input (network input space) and ``{"objective": [...], "feature_error":
+    [...]}`` per iteration (the feature error :math:`\\|\\Phi(x)-\\Phi_0\\|/\\|\\Phi_0\\|`,
+    mean over the batch).
     """
     opts = options or OptimizeOptions()
     dev = target.device
     gen = generator if generator is not None else make_generator(0, None, dev)
-    # B grey levels in the network's units (Caffe: 80; torchvision: 80/255/std)
-    B = opts.B / 255.0 * float(convention.scale) / (sum(convention.std) / 3.0)
-    lo, hi = _pixel_box(convention, target)
-    lo, hi = lo / B, hi / B
-    u = (torch.randn(image_shape, generator=gen, device=dev) * opts.init_std).clamp(lo, hi)
+    if features is None:
+
+        def features(u: torch.Tensor) -> torch.Tensor:
+            return encode(model, u, layer, grad=True).f
+
+    if convention is not None:
+        # B grey levels in the network's units (Caffe: 80; torchvision: 80/255/std)
+        B = opts.B / 255.0 * float(convention.scale) / (sum(convention.std) / 3.0)
+        lo, hi = _pixel_box(convention, target)
+        lo, hi = lo / B, hi / B
+    else:
+        B, lo, hi = 1.0, None, None
+    u = torch.randn(image_shape, generator=gen, device=dev) * opts.init_std
+    if lo is not None:
+        u = u.clamp(lo, hi)
     u.requires_grad_(True)
     opt = torch.optim.Adam([u], lr=opts.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1.0 - i / opts.iters)
     t_norm = target.flatten(1).pow(2).sum(1).clamp_min(1e-12)
-    hw = image_shape[-2] * image_shape[-1]
+    hw = math.prod(image_shape[1:]) / (image_shape[1] if len(image_shape) > 2 else 1)
     history: dict[str, list[float]] = {"objective": [], "feature_error": []}
     params = list(model.parameters())
     flags = [p.requires_grad for p in params]
@@ -329,20 +360,18 @@ def optimize_image(
         steps = tqdm(steps, desc=f"optimize {layer}", leave=False, dynamic_ncols=True)
     try:
         for _ in steps:
-            phi = encode(model, u * B, layer, grad=True).f
+            phi = features(u * B)
             data = (phi - target).flatten(1).pow(2).sum(1) / t_norm
             r_alpha = u.abs().pow(opts.alpha).flatten(1).sum(1) / hw
-            dh = u[..., 1:, :-1] - u[..., :-1, :-1]
-            dw = u[..., :-1, 1:] - u[..., :-1, :-1]
-            tv = (dh.pow(2) + dw.pow(2)).clamp_min(1e-12).pow(opts.beta / 2)
-            r_tv = tv.flatten(1).sum(1) / hw * 6.5**opts.beta
+            r_tv = _total_variation(u, opts.beta) / hw * 6.5**opts.beta
             loss = (data + opts.alpha_weight * r_alpha + opts.tv_weight * r_tv).sum()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
-            with torch.no_grad():
-                u.copy_(torch.max(torch.min(u, hi), lo))
+            if lo is not None:
+                with torch.no_grad():
+                    u.copy_(torch.max(torch.min(u, hi), lo))
             history["objective"].append(loss.item() / image_shape[0])
             history["feature_error"].append(float(data.detach().sqrt().mean()))
     finally:

@@ -220,6 +220,17 @@ class ConvOperator(LinearOperator):
             w = w / w.flatten(1).norm(dim=1).view(K, *([1] * (ndim + 1)))
         return cls(w, input_size, stride, padding, dilation, groups)
 
+    def gaussian_like(
+        self, *, unit_norm_rows: bool = False, seed: int | None = None, generator=None
+    ) -> ConvOperator:
+        """Gaussian filters of this layer's every size (K, M, kernel, input size, stride,
+        padding, dilation, groups), drawn as :meth:`gaussian` draws them."""
+        return ConvOperator.gaussian(
+            self.K, self.M, self.kernel_size, self.input_size, self.stride, self.padding,
+            dilation=self.dilation, groups=self.groups, unit_norm_rows=unit_norm_rows,
+            seed=seed, generator=generator, dtype=self.weight.dtype, device=self.weight.device,
+        )  # fmt: skip
+
     @classmethod
     def from_conv(
         cls,
