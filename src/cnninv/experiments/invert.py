@@ -161,9 +161,22 @@ def run(
         "results": results,
         "originals": {n: png_base64(x[i], net.convention) for i, n in enumerate(names)},
         "pictures": {f"{n}|{m}": p for (n, m), p in pictures.items()},
+        "arrays": {f"{n}|{m}": a for (n, m), a in arrays.items()},
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
         **environment(config, started),
     }
+
+
+def _npy_base64(t) -> str:
+    """A reconstruction that is not a picture, as the base64 of its ``.npy`` file."""
+    import base64
+    import io
+
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.save(buf, t.detach().float().cpu().numpy(), allow_pickle=False)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 @dataclass
@@ -207,7 +220,7 @@ def run_any(
     started = time.perf_counter()
     inputs = load_model_inputs(loaded, config, log)
     x = inputs.x.to(next(loaded.model.parameters()).device)
-    results, pictures = [], {}
+    results, pictures, arrays = [], {}, {}
     conv = inputs.convention if inputs.kind == "image" else None
     for method in config.methods:
         inv = invert_any(
@@ -221,6 +234,8 @@ def run_any(
         for i, name in enumerate(inputs.names):
             if conv is not None:
                 pictures[(name, method)] = png_base64(inv.x_hat[i], conv)
+            else:
+                arrays[(name, method)] = _npy_base64(inv.x_hat[i])
             results.append(
                 {
                     "image": name,
@@ -255,6 +270,19 @@ def run_any(
         "results": results,
         "originals": originals,
         "pictures": {f"{n}|{m}": p for (n, m), p in pictures.items()},
+        "arrays": {f"{n}|{m}": a for (n, m), a in arrays.items()},
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
         **environment(config, started),
     }
+
+
+def _npy_base64(t) -> str:
+    """A reconstruction that is not a picture, as the base64 of its ``.npy`` file."""
+    import base64
+    import io
+
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.save(buf, t.detach().float().cpu().numpy(), allow_pickle=False)
+    return base64.b64encode(buf.getvalue()).decode("ascii")

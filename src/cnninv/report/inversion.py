@@ -265,18 +265,24 @@ def inversion_baselines_section(r: dict):
 
 def invert_files(result: dict) -> tuple[dict[str, bytes], dict]:
     """The outputs of ``cnninv invert`` from the job's result
-    (:func:`cnninv.experiments.invert.run`): ``({file name: PNG bytes}, record)`` — one
-    PNG per photo and method (``NAME_LAYER_METHOD.png``), one grid per photo beside the
-    original (``NAME_LAYER_grid.png``), and the JSON record (the result without the
-    pictures, each row naming its PNG)."""
+    (:func:`cnninv.experiments.invert.run`): ``({file name: bytes}, record)`` — one PNG per
+    photo and method (``NAME_LAYER_METHOD.png``; a ``.npy`` for inputs that are not
+    photos), one grid per photo beside the original (``NAME_LAYER_grid.png``), and the
+    JSON record (the result without the pictures, each row naming its file)."""
     layer, methods = result["layer"], result["methods"]
     files: dict[str, bytes] = {}
     rows = []
+    arrays = result.get("arrays") or {}
     for row in result["results"]:
-        name = f"{row['image']}_{layer}_{row['method']}.png"
-        files[name] = base64.b64decode(result["pictures"][f"{row['image']}|{row['method']}"])
+        key = f"{row['image']}|{row['method']}"
+        if key in result["pictures"]:
+            name = f"{row['image']}_{layer}_{row['method']}.png"
+            files[name] = base64.b64decode(result["pictures"][key])
+        else:
+            name = f"{row['image']}_{layer}_{row['method']}.npy"
+            files[name] = base64.b64decode(arrays[key])
         rows.append({**row, "file": name})
-    for image in result["images"]:
+    for image in result["images"] if result.get("originals") else []:
         pictures = [result["originals"][image]]
         pictures += [result["pictures"][f"{image}|{m}"] for m in methods]
         captions = [""] + [
@@ -288,6 +294,6 @@ def invert_files(result: dict) -> tuple[dict[str, bytes], dict]:
         files[f"{image}_{layer}_grid.png"] = grid_png(
             [(image, pictures)], ["original", *methods], cell=2.4, captions=[captions]
         )
-    record = {k: v for k, v in result.items() if k not in ("pictures", "originals")}
+    record = {k: v for k, v in result.items() if k not in ("pictures", "originals", "arrays")}
     record["results"] = rows
     return files, record
