@@ -161,22 +161,9 @@ def run(
         "results": results,
         "originals": {n: png_base64(x[i], net.convention) for i, n in enumerate(names)},
         "pictures": {f"{n}|{m}": p for (n, m), p in pictures.items()},
-        "arrays": {f"{n}|{m}": a for (n, m), a in arrays.items()},
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
         **environment(config, started),
     }
-
-
-def _npy_base64(t) -> str:
-    """A reconstruction that is not a picture, as the base64 of its ``.npy`` file."""
-    import base64
-    import io
-
-    import numpy as np
-
-    buf = io.BytesIO()
-    np.save(buf, t.detach().float().cpu().numpy(), allow_pickle=False)
-    return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 @dataclass
