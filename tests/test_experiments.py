@@ -127,3 +127,19 @@ def test_report_skips_a_result_it_cannot_read(tmp_path):
     messages = " ".join(str(w.message) for w in caught)
     assert "table2.json" in messages and "binary.json" in messages
     assert prop1["title"] in page and "Table 2" not in page
+
+
+def test_a_killed_writers_part_file_is_cleaned_up(tmp_path):
+    """A SIGKILL during a write leaves `.NAME.PID.*.part`; the next write of NAME removes
+    it when that process is gone, and leaves a live writer's part alone."""
+    import os
+    import subprocess
+
+    pid = subprocess.Popen(["true"])  # a process that has exited
+    pid.wait()
+    stale = tmp_path / f".out.json.{pid.pid}.abc.part"
+    stale.write_bytes(b"")
+    live = tmp_path / f".out.json.{os.getpid()}.def.part"
+    live.write_bytes(b"")
+    atomic_write_json(tmp_path / "out.json", {"a": 1})
+    assert not stale.exists() and live.exists()

@@ -21,15 +21,17 @@ __all__ = [
     "to_jsonable",
 ]
 
-#: A temporary ``.part`` file older than this is a leftover of a killed run.
-STALE_PART_SECONDS = 600
+#: A temporary ``.part`` file of no running writer and older than this is a leftover.
+STALE_PART_SECONDS = 60
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp_path)`` and move the result onto ``path`` atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    fd, tmp = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".part"
+    )
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -46,15 +48,31 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
 
 
 def _remove_stale_parts(path: Path) -> None:
-    """Delete the ``.part`` files of ``path`` that a killed run left behind (older than
-    :data:`STALE_PART_SECONDS`; a younger one may belong to a writer still running)."""
+    """Delete the ``.part`` files of ``path`` that a killed run left behind: those whose
+    writer (the process id in the name) is gone, or, for a name without one, older than
+    :data:`STALE_PART_SECONDS`. A part of a live writer is left alone."""
     now = time.time()
     for part in path.parent.glob(f".{path.name}.*.part"):
+        pid = part.name[len(path.name) + 2 :].split(".", 1)[0]
         try:
-            if now - part.stat().st_mtime > STALE_PART_SECONDS:
-                part.unlink()
+            if pid.isdigit():
+                if int(pid) == os.getpid() or _alive(int(pid)):
+                    continue
+            elif now - part.stat().st_mtime <= STALE_PART_SECONDS:
+                continue
+            part.unlink()
         except OSError:
             pass  # gone already, or not ours to delete
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
