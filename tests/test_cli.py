@@ -62,6 +62,18 @@ def test_errors_are_one_line_exit_2_and_write_nothing(tmp_path, capsys, args, me
     assert not out.exists()
 
 
+def test_reproduce_all_checks_a_named_dataset_folder_before_any_work(tmp_path, capsys):
+    """The first experiments of 'all' must not run when Table 1's folder is empty (CI found
+    fig2 ... fig4 written before the error)."""
+    empty, out = tmp_path / "empty", tmp_path / "out"
+    empty.mkdir()
+    argv = ["reproduce", "all", "--quick", "--dataset", "cifar10", str(empty), "--out", str(out)]
+    assert main(argv) == 2
+    errors = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("cnninv: error")]
+    assert len(errors) == 1 and "data_batch_1 is missing" in errors[0]
+    assert not out.exists()
+
+
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory):
     import torch

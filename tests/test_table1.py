@@ -275,12 +275,14 @@ def test_training_leaves_random_filters_bit_identical(fmnist_dir, tmp_path):
 
 
 def test_same_seed_same_accuracy(fmnist_dir, tmp_path):
-    a = train_config(_spec(fmnist_dir, tmp_path / "a", variant="learned"))
-    b = train_config(_spec(fmnist_dir, tmp_path / "b", variant="learned"))
+    # 6 epochs: the bars are learned for every seed tried (0.85-1.0 over seeds 0-5); with 2
+    # the accuracy of seed 0 sat at the chance line on another CPU.
+    a = train_config(_spec(fmnist_dir, tmp_path / "a", variant="learned", epochs=6))
+    b = train_config(_spec(fmnist_dir, tmp_path / "b", variant="learned", epochs=6))
     assert not a["cached"] and not b["cached"]
     assert a["val_acc"] == b["val_acc"] and a["history"] == b["history"]
-    assert a["val_acc"] > 0.2  # the bars are learnable: above chance (0.1)
-    c = train_config(_spec(fmnist_dir, tmp_path / "c", variant="learned", seed=1))
+    assert a["val_acc"] > 0.5  # the bars are learnable: well above chance (0.1)
+    c = train_config(_spec(fmnist_dir, tmp_path / "c", variant="learned", seed=1, epochs=6))
     assert c["history"] != a["history"]
 
 

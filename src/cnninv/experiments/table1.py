@@ -231,6 +231,8 @@ class Config:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if self.data_path is not None and self.scheduler is None:
+            check_data(self.dataset, self.data_path)  # a named folder is checked up front
 
 
 def check_data(dataset: str, data_path: str | os.PathLike | None) -> Path:
