@@ -191,3 +191,32 @@ def test_errors():
         support_delta(W, torch.tensor([[0, 0]]))
     with pytest.raises(ValueError, match="supports must index"):
         support_delta(W, torch.tensor([[0, 99]]))
+
+
+def test_delta_experiment_and_its_report(tmp_path):
+    """The experiment on Figure 2's W alone (no network): the bracket, the support, the
+    renderer; Figure 2's W is fig2's (same seed, same matrix)."""
+    from cnninv.experiments import get, make_config
+    from cnninv.io import atomic_write_json
+    from cnninv.report import build_report
+
+    cfg = make_config(
+        "delta",
+        overrides={"fig3": False, "layers": "none", "fig2_samples": 50, "fig2_starts": 1,
+                   "fig2_sweeps": 5},
+    )  # fmt: skip
+    r = get("delta").run(cfg)
+    o = r["operators"]["fig2"]
+    dk, d2k = o["delta_k"], o["delta_2k"]
+    assert dk["lower_sampled"] <= dk["lower_search"] <= dk["upper_babel"] <= dk["upper_coherence"]
+    assert d2k["lower_search"] >= dk["lower_search"]  # M_k is inside M_k^2
+    assert o["k"] == 10 and o["matrix_shape"] == [96 * 28, 32 * 32]
+    entries = o["worst_support"]["delta_k"]["support_entries"]
+    assert len(entries) == 10 and len({e[0] for e in entries}) == 10  # one per filter
+    fig2_W = ConvOperator.gaussian(96, 32, 5, 32, seed=0)
+    lo, hi = support_delta(fig2_W, torch.tensor([o["worst_support"]["delta_k"]["support"]]))[0]
+    side = o["worst_support"]["delta_k"]["side"]
+    assert float(hi - 1 if side == "upper" else 1 - lo) == pytest.approx(dk["lower_search"])
+    atomic_write_json(tmp_path / "delta.json", {**r, "title": "delta"})
+    html = build_report(tmp_path).read_text()
+    assert "δ_k ≥ search" in html and "Figure 2&#x27;s W" in html

@@ -11,7 +11,13 @@
 """
 
 from cnninv.analysis.measures import activation_sparsity, filter_coherence
-from cnninv.analysis.model import ModelAnalysis, analyze_model, assumptions
+from cnninv.analysis.model import (
+    ANALYSES,
+    DEFAULT_ANALYSES,
+    ModelAnalysis,
+    analyze_model,
+    assumptions,
+)
 from cnninv.analysis.reconstruction import (
     FILTERS,
     NextLayer,
@@ -21,6 +27,8 @@ from cnninv.analysis.reconstruction import (
 )
 
 __all__ = [
+    "ANALYSES",
+    "DEFAULT_ANALYSES",
     "FILTERS",
     "ModelAnalysis",
     "NextLayer",

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cnninv.experiments import (
+    delta,
     fig2,
     fig3,
     inversion_baselines,
@@ -76,6 +77,13 @@ REGISTRY: dict[str, Experiment] = {
             fig3.Config,
             fig3.run,
             quick={"samples": 100, "max_images": 2, "max_iter": 20},
+        ),
+        Experiment(
+            "delta",
+            "Beyond the paper: δ_k and δ_2k of Wᵀ bracketed from both sides (Figs 2, 3, VGG16)",
+            delta.Config,
+            delta.run,
+            quick=delta.QUICK,
         ),
         Experiment(
             "table4-activations",

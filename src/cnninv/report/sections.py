@@ -15,6 +15,7 @@ from cnninv.report.inversion import (
     table4_image_section,
 )
 from cnninv.report.table1 import table1_section
+from cnninv.report.theory import delta_section
 
 __all__ = ["SECTIONS"]
 
@@ -324,6 +325,7 @@ SECTIONS: dict[str, Callable[[dict], Section]] = {
     "table3": coherence_section,
     "table6": coherence_section,
     "fig3": fig3_section,
+    "delta": delta_section,
     "table4-activations": table4_activations_section,
     "table1": table1_section,
     "table4-image": table4_image_section,

@@ -35,7 +35,8 @@ on its largest supports (``support_size``): everything here works on those.
   uniform random values (the estimator of Figure 2), the weakest of all.
 * *search* — an adversarial search from the worst sampled supports: greedy growth from the
   most coherent pairs and local swaps (one entry out, one in) that maximise
-  :math:`\lambda_{\max}(G_S)` or minimise :math:`\lambda_{\min}(G_S)` (small layers, exact
+  :math:`\lambda_{\max}(G_S)` or minimise :math:`\lambda_{\min}(G_S)` (small layers and
+  supports of at most 64 entries, exact
   eigenvalues), and the truncated power method with the model's projection
   (:math:`z \leftarrow \mathbb M(Gz)` or :math:`\mathbb M((cI-G)z)`, monotone for
   :math:`c \ge \|G\|`; any size, one product :math:`\mathbf W\mathbf W^T` per step).
@@ -107,6 +108,10 @@ __all__ = [
 #: Layers with at most this many code entries use the dense Gram matrix (exact eigenvalues
 #: of every support, swap search, bounds from G itself).
 DENSE_MAX = 6144
+#: Supports up to this size get exact eigenvalues on the dense path (larger ones: Lanczos).
+EXACT_SUPPORT_MAX = 256
+#: Supports up to this size are also searched by greedy growth and swaps.
+SWAP_SUPPORT_MAX = 64
 
 
 # --------------------------------------------------------------------------- the model
@@ -761,7 +766,8 @@ def delta_bracket(
     N = ids.numel()
     gen = make_generator(seed, None, "cpu")
     notes: list[str] = []
-    dense = N <= dense_max and N * math.prod(W.in_shape) <= 50_000_000
+    small = N <= dense_max and N * math.prod(W.in_shape) <= 50_000_000
+    dense = small and size <= EXACT_SUPPORT_MAX
     S0 = _sample_supports(ids, order, size, samples, gen)
     values = (torch.rand(S0.shape, generator=gen, dtype=torch.float64) * 2 - 1).clamp_min(-1)
     W64 = _as64(W)
@@ -809,9 +815,9 @@ def delta_bracket(
             obj = _objective(lam, side)
             worst = obj.topk(min(starts, samples)).indices
             inits = [S0[int(i)] for i in worst]
-            if size >= 2:
+            if 2 <= size <= SWAP_SUPPORT_MAX:
                 inits += [_greedy(G, ids, p, size, order, side) for p in pairs]
-            for S in inits:
+            for S in inits if size <= SWAP_SUPPORT_MAX else []:
                 S_best, _ = _swap_search(G, ids, S, order, side, max_sweeps=sweeps)
                 lam_s, _ = _eig_side(_support_gram(G, S_best), side)
                 consider(S_best, float(lam_s), side)
@@ -883,8 +889,8 @@ def delta_bracket(
 
     up = {"babel": None, "coherence": None, "mu": None, "diag": None}
     if upper:
-        if dense:
-            up = _upper_dense(G, ids, order, size)
+        if small:
+            up = _upper_dense(G if dense else _gram_dense(W), ids, order, size)
         elif isinstance(W, ConvOperator) and W.padding_mode == "zeros":
             up = _upper_conv(W, pool, order, size)
         else:
