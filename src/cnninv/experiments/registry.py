@@ -13,6 +13,7 @@ from cnninv.experiments import (
     fig3,
     inversion_baselines,
     inversion_figs,
+    phase_transition,
     prop1,
     table1,
     table2,
@@ -84,6 +85,13 @@ REGISTRY: dict[str, Experiment] = {
             delta.Config,
             delta.run,
             quick=delta.QUICK,
+        ),
+        Experiment(
+            "phase-transition",
+            "Beyond the paper: Theorem 3.1's phase transition and its constant C, measured",
+            phase_transition.Config,
+            phase_transition.run,
+            quick=phase_transition.QUICK,
         ),
         Experiment(
             "table4-activations",

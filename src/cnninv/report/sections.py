@@ -15,7 +15,7 @@ from cnninv.report.inversion import (
     table4_image_section,
 )
 from cnninv.report.table1 import table1_section
-from cnninv.report.theory import delta_section
+from cnninv.report.theory import delta_section, phase_transition_section
 
 __all__ = ["SECTIONS"]
 
@@ -326,6 +326,7 @@ SECTIONS: dict[str, Callable[[dict], Section]] = {
     "table6": coherence_section,
     "fig3": fig3_section,
     "delta": delta_section,
+    "phase-transition": phase_transition_section,
     "table4-activations": table4_activations_section,
     "table1": table1_section,
     "table4-image": table4_image_section,

@@ -118,7 +118,7 @@ def delta_section(r: dict) -> Section:
 def _pt_png(r: dict) -> bytes:
     pts = r["points"]
     fit = r["fit"]
-    fig, axes = plt.subplots(1, 2, figsize=(14, 4.6))
+    fig, axes = plt.subplots(1, 3, figsize=(19, 4.8))
     ax = axes[0]
     x = np.array([p["x"] for p in pts])
     lo = np.array([p["delta_lower"] for p in pts])
@@ -137,34 +137,34 @@ def _pt_png(r: dict) -> bytes:
     ax.set_title("Theorem 3.1 predicts δ_k² = C·x (a line of slope 1 here)", fontsize=10)
     fig.colorbar(sc, ax=ax, label="k")
     ax.legend(fontsize=7)
-    ax = axes[1]
     plane = r["plane"]
     ratio = np.array(plane["ratio"])
     ks = np.array(plane["k"])
-    succ = np.array(plane["success_conv"], dtype=float)
-    im = ax.pcolormesh(np.arange(len(ratio) + 1), np.arange(len(ks) + 1), succ.T,
-                       cmap="RdYlGn", vmin=0, vmax=1, shading="flat")  # fmt: skip
-    ax.set_xticks(np.arange(len(ratio)) + 0.5, [f"{v:.3g}" for v in ratio], fontsize=7,
-                  rotation=45)  # fmt: skip
-    ax.set_yticks(np.arange(len(ks)) + 0.5, [str(k) for k in ks], fontsize=7)
-    fig.colorbar(im, ax=ax, label="P(exact support recovery), converged IHT")
-    curve = plane.get("theorem_curve") or []
-    if curve:
-        # the theorem's smallest Mℓ²/D for each k, placed on the (categorical) ratio axis
-        xs_c = [np.interp(np.log(c["ratio"]), np.log(ratio), np.arange(len(ratio))) + 0.5
-                if c["ratio"] <= ratio[-1] else np.nan for c in curve]  # fmt: skip
-        ys_c = [list(ks).index(c["k"]) + 0.5 for c in curve]
-        ax.plot(
-            xs_c,
-            ys_c,
-            "k--",
-            lw=1.5,
-            label=f"Theorem 3.1 at fitted C, δ = {plane['delta_star']:.2g}",
-        )
+    for ax, key, what in ((axes[1], "success_1", "one IHT iteration (the CNN layer)"),
+                          (axes[2], "success_conv", "converged (normalised) IHT")):  # fmt: skip
+        succ = np.array(plane[key], dtype=float)
+        im = ax.pcolormesh(np.arange(len(ratio) + 1), np.arange(len(ks) + 1), succ.T,
+                           cmap="RdYlGn", vmin=0, vmax=1, shading="flat")  # fmt: skip
+        ax.set_xticks(np.arange(len(ratio)) + 0.5, [f"{v:.3g}" for v in ratio], fontsize=7,
+                      rotation=45)  # fmt: skip
+        ax.set_yticks(np.arange(len(ks)) + 0.5, [str(k) for k in ks], fontsize=7)
+        fig.colorbar(im, ax=ax, label="P(exact support recovery)")
+        # the theorem's smallest Mℓ²/D for each k, on the (log-spaced) ratio axis
+        pos = np.arange(len(ratio)) + 0.5
+        # (beyond the plane: ▶ at its right edge)
+        xs_c = np.array([np.interp(np.log(c["ratio"]), np.log(ratio), pos)
+                         for c in plane["theorem_curve"]])  # fmt: skip
+        beyond = np.array([c["ratio"] > ratio[-1] for c in plane["theorem_curve"]])
+        xs_c = np.where(beyond, len(ratio), xs_c)
+        ys_c = np.array([list(ks).index(c["k"]) + 0.5 for c in plane["theorem_curve"]])
+        ax.plot(xs_c, ys_c, "k--o", lw=1.5, ms=4, clip_on=False,
+                label=f"Theorem 3.1 at fitted C, δ = {plane['delta_star']:.2g}")  # fmt: skip
+        if beyond.any():
+            ax.plot(xs_c[beyond], ys_c[beyond], "k>", ms=8, clip_on=False)
         ax.legend(fontsize=7, loc="upper left")
-    ax.set_xlabel("Mℓ²/D")
-    ax.set_ylabel("k")
-    ax.set_title(plane["title"], fontsize=9)
+        ax.set_xlabel("Mℓ²/D (M varies)")
+        ax.set_ylabel("k")
+        ax.set_title(f"{what}\n{plane['title']}", fontsize=9)
     fig.tight_layout()
     return png_bytes(fig)
 
