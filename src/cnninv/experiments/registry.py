@@ -10,6 +10,7 @@ from typing import Any
 from cnninv.experiments import (
     delta,
     fig2,
+    fig2_sensitivity,
     fig3,
     inversion_baselines,
     inversion_figs,
@@ -51,6 +52,13 @@ REGISTRY: dict[str, Experiment] = {
             fig2.Config,
             fig2.run,
             quick={"samples": 1000, "iters": 20},
+        ),
+        Experiment(
+            "fig2-sensitivity",
+            "Beyond the paper: Figure 2(c) under each choice the paper leaves open",
+            fig2_sensitivity.Config,
+            fig2_sensitivity.run,
+            quick={"samples": 1000},
         ),
         Experiment(
             "prop1",

@@ -15,7 +15,11 @@ from cnninv.report.inversion import (
     table4_image_section,
 )
 from cnninv.report.table1 import table1_section
-from cnninv.report.theory import delta_section, phase_transition_section
+from cnninv.report.theory import (
+    delta_section,
+    fig2_sensitivity_section,
+    phase_transition_section,
+)
 
 __all__ = ["SECTIONS"]
 
@@ -319,6 +323,7 @@ def table4_activations_section(r: dict) -> Section:
 
 SECTIONS: dict[str, Callable[[dict], Section]] = {
     "fig2": fig2_section,
+    "fig2-sensitivity": fig2_sensitivity_section,
     "prop1": prop1_section,
     "table2": sparsity_section,
     "table7": sparsity_section,
