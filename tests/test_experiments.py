@@ -127,3 +127,30 @@ def test_report_skips_a_result_it_cannot_read(tmp_path):
     messages = " ".join(str(w.message) for w in caught)
     assert "table2.json" in messages and "binary.json" in messages
     assert prop1["title"] in page and "Table 2" not in page
+
+
+def test_fig3_lambda_sweep_on_small_layers():
+    """Figure 3's λ sweep (the additive function), on toy layers: one row per λ, filters
+    and ReLU; sparser codes and worse fits as λ grows; the report's table and note."""
+    from cnninv.experiments.fig3 import Config, lambda_sweep
+    from cnninv.operators import ConvOperator
+    from cnninv.report.theory import fig3_lambda_note, fig3_lambda_table
+
+    g = torch.Generator().manual_seed(0)
+    W = ConvOperator.gaussian(8, 4, (3, 3), (6, 6), padding=1, unit_norm_rows=True, seed=1)
+    Wr = ConvOperator.gaussian(8, 4, (3, 3), (6, 6), padding=1, unit_norm_rows=True, seed=2)
+    before = torch.randn(2, 4, 6, 6, generator=g)
+    cfg = Config(sweep_lambdas=(0.01, 0.1, 0.5), sweep_images=2, sweep_max_iter=100)
+    rows = lambda_sweep(W, Wr, before, before.relu(), cfg)
+    assert len(rows) == 12 and {r["relu"] for r in rows} == {"before", "after"}
+    for filters in ("learned", "random"):
+        for relu in ("before", "after"):
+            by = {
+                r["lambda_ratio"]: r for r in rows if (r["filters"], r["relu"]) == (filters, relu)
+            }
+            assert by[0.5]["density"] < by[0.01]["density"]
+            assert by[0.5]["fit_error"] > by[0.01]["fit_error"]
+    r = {"lambda_sweep": rows}
+    assert len(fig3_lambda_table(r).rows) == 12 and "λ sweep" in fig3_lambda_note(r)
+    with pytest.raises(ValueError, match="sweep_lambdas"):
+        Config(sweep_lambdas=(0.0, 0.1))

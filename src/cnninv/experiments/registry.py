@@ -85,7 +85,13 @@ REGISTRY: dict[str, Experiment] = {
             "Figure 3: 2-d model-RIP of VGG16 conv5_2, synthetic and Algorithm 2 codes (§4.4)",
             fig3.Config,
             fig3.run,
-            quick={"samples": 100, "max_images": 2, "max_iter": 20},
+            quick={
+                "samples": 100,
+                "max_images": 2,
+                "max_iter": 20,
+                "sweep_lambdas": (0.005, 0.01, 0.03, 0.1, 0.2, 0.5),
+                "sweep_max_iter": 10,
+            },
         ),
         Experiment(
             "delta",

@@ -18,6 +18,9 @@ from cnninv.report.table1 import table1_section
 from cnninv.report.theory import (
     delta_section,
     fig2_sensitivity_section,
+    fig3_lambda_note,
+    fig3_lambda_png,
+    fig3_lambda_table,
     phase_transition_section,
 )
 
@@ -273,7 +276,12 @@ def fig3_section(r: dict) -> Section:
         rows,
         f"{r['model']} {r['layer']}: ‖Wᵀz‖/‖z‖",
     )
-    return Section("fig3", {"fig3.png": figures.fig3_png(r)}, [table], notes)
+    section = Section("fig3", {"fig3.png": figures.fig3_png(r)}, [table], notes)
+    if r.get("lambda_sweep"):  # beyond the paper: Algorithm 2's codes as λ varies
+        section.figures["fig3_lambda.png"] = fig3_lambda_png(r)
+        section.tables.append(fig3_lambda_table(r))
+        section.notes.append(fig3_lambda_note(r))
+    return section
 
 
 def table4_activations_section(r: dict) -> Section:
