@@ -116,6 +116,9 @@ class Config:
             )
         if not isinstance(self.fig3, bool) or not isinstance(self.unit_norm_rows, bool):
             raise ValueError("fig3 and unit_norm_rows must be true or false")
+        n = (self.D - self.ell) // self.stride + 1
+        if self.K * n > 10**6 or self.M * self.D > 10**6 or self.fig2_samples > 10**6:
+            raise ValueError("Figure 2's layer or fig2_samples too large (K n, M D <= 1e6)")
         if not 0 <= self.k_fraction <= 1:
             raise ValueError(f"k_fraction must be in [0, 1], got {self.k_fraction}")
         if self.layers_image_size < 32:

@@ -122,7 +122,8 @@ class Config:
             raise ValueError(f"unknown variants {unknown}; known: {', '.join(sorted(names))}")
         n = self.D
         check_memory(
-            min(self.batch, self.samples) * (self.K * n + self.M * self.D) * 4 * 12,
+            min(self.batch, self.samples) * (self.K * n + self.M * self.D) * 4 * 12
+            + self.samples * 8 * len(self.chosen()),
             f"fig2-sensitivity with batch={self.batch}",
         )
 

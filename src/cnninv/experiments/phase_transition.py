@@ -119,6 +119,11 @@ class Config:
         check_config(
             self, ("samples", "starts", "sweeps", "trials", "iters", "n_workers", "threads")
         )
+        for name, cap in (("samples", 10**5), ("starts", 100), ("sweeps", 10**4),
+                          ("trials", 10**5), ("iters", 10**6), ("n_workers", 256),
+                          ("threads", 256)):  # fmt: skip
+            if getattr(self, name) > cap:
+                raise ValueError(f"{name} must be at most {cap}, got {getattr(self, name)}")
         if self.device != "cpu":
             raise ValueError("phase-transition runs on the CPU (many small layers)")
         if not (isinstance(self.eps, int | float) and 0 < self.eps < 1):
@@ -131,8 +136,11 @@ class Config:
             self.scheduler = None
         if isinstance(self.points_dir, str) and self.points_dir.strip().lower() in ("", "none"):
             self.points_dir = None
-        for p in self.grid():  # every size valid before anything runs
+        for p in self.grid():  # every size valid (and affordable) before anything runs
             scaling_variable(**p, eps=self.eps)
+            n = (p["D"] - p["ell"]) // p["t"] + 1
+            if p["K"] * n > 10**5 or p["M"] * p["D"] > 10**6:
+                raise ValueError(f"grid point {p} is too large (K n <= 1e5, M D <= 1e6)")
 
     def grid(self) -> list[dict[str, int]]:
         """The points: the M x k plane, :data:`BASE` and the slices through it, no
