@@ -62,6 +62,36 @@ def test_every_layer_gets_every_field_and_its_assumptions():
     json.dumps(result.to_dict())
 
 
+def test_delta_analysis_brackets_every_layer_and_is_not_run_by_default():
+    """The optional "delta" analysis: a bracket per layer whose lower end is attained (the
+    returned support, recomputed from the layer's W), Babel above it."""
+    from cnninv.analysis import DEFAULT_ANALYSES
+    from cnninv.theory import support_delta
+
+    assert "delta" not in DEFAULT_ANALYSES
+    torch.manual_seed(0)
+    model = randomise_batch_norm(ResNetBlock())
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    found = analyze_model(model, x, analyses=("delta",), delta_samples=4, delta_iters=4)
+    assert "delta" not in analyze_model(model, x, analyses=("density",)).layers["stem"]
+    from cnninv.models.discovery import discover
+
+    layers = {c.name: c for c in discover(model, x[:1]).layers}
+    for name, layer in found.layers.items():
+        d = layer["delta"]
+        for key in ("delta_k", "delta_2k"):
+            b = d[key]
+            assert b["lower_sampled"] <= b["lower_search"] <= b["upper_babel"] + 1e-9
+            assert b["upper_babel"] <= b["upper_coherence"] + 1e-9
+        assert d["delta_2k"]["lower_search"] >= d["delta_k"]["lower_search"]
+        W = layers[name].operator().unit_norm_filters()
+        w = d["worst_support"]["delta_k"]
+        lo, hi = support_delta(W, torch.tensor([w["support"]]))[0].tolist()
+        attained = hi - 1 if w["side"] == "upper" else 1 - lo
+        assert d["delta_k"]["lower_search"] <= attained + 1e-6
+    json.dumps(found.to_dict())
+
+
 def test_prelu_and_overlapping_pooling_are_said_to_fail():
     torch.manual_seed(0)
     result = analyze_model(PReLUNet().eval(), torch.randn(3, 3, 24, 24), **TINY)

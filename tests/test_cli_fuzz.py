@@ -106,7 +106,9 @@ SETTINGS = settings(
 def test_reproduce_with_bad_values(world, data):
     paths = _paths(world)
     out = _out(world, data)
-    name = data.draw(st.sampled_from(["fig2", "prop1", "table2", "table1", "nope", "all"]))
+    names = ["fig2", "prop1", "table2", "table1", "nope", "all", "delta", "phase-transition",
+             "fig2-sensitivity"]  # fmt: skip
+    name = data.draw(st.sampled_from(names))
     bad = data.draw(
         st.sampled_from(
             [
@@ -114,7 +116,10 @@ def test_reproduce_with_bad_values(world, data):
                 ["--seed", data.draw(st.sampled_from(BAD_SEEDS))],
                 ["--set", data.draw(st.sampled_from(
                     ["bogus_key=1", "iters", "=3", "k=0", "k=1e9", "samples=-3", "batch=abc",
-                     "iters=99999999999999999999", "D=4", "dtype=float16", "device=tpu"]))],
+                     "iters=99999999999999999999", "D=4", "dtype=float16", "device=tpu",
+                     "plane_M=0,2", "slice_t=2", "eps=1.5", "variants=magic",
+                     "sweep_lambdas=0,2", "layers_image_size=8", "fig2_samples=0",
+                     "trials=99999999999999999999"]))],
                 ["--device", data.draw(st.sampled_from(["tpu", "cuda:7", "cpu:x", ""]))],
                 ["--dataset", "imagenet"],
                 ["--dataset", "cifar10", paths["empty_dir"]],
@@ -191,6 +196,33 @@ def test_invert_and_train_decoder_with_bad_values(world, data):
         _check(["train-decoder", *bad, "--quick", "--cache", str(out)], out)
 
 
+@SETTINGS
+@given(data=st.data())
+def test_design_with_bad_values(world, data):
+    paths = _paths(world)
+    sizes = {"--K": "96", "--M": "32", "--ell": "5", "--D": "32", "--k": "10"}
+    name = data.draw(st.sampled_from([*sizes, "--stride"]))
+    bad = data.draw(st.sampled_from([*BAD_NUMBERS, "97", "31", "40"]))
+    argv = ["design"]
+    for key, value in sizes.items():
+        argv += [key, bad if key == name else value]
+    if name == "--stride":
+        argv += ["--stride", bad]
+    extra = data.draw(st.sampled_from([
+        [], ["--delta", data.draw(st.sampled_from([*BAD_NUMBERS, "1", "0.5"]))],
+        ["--eps", data.draw(st.sampled_from(BAD_NUMBERS))],
+        ["--C", data.draw(st.sampled_from(["-1", "nan", "inf", "0", "abc", paths["file"],
+                                            paths["missing"], paths["empty_dir"],
+                                            str(world / "list.json")]))],
+        ["--samples", data.draw(st.sampled_from(BAD_NUMBERS))],
+        ["--seed", data.draw(st.sampled_from(BAD_SEEDS))],
+    ]))  # fmt: skip
+    rc, err = _call([*argv, *extra, "--no-measure"])
+    assert rc in (0, 2) and "Traceback" not in err, (argv, extra, err)
+    if rc == 2:
+        assert len([line for line in err.splitlines() if line.strip()]) == 1, err
+
+
 @pytest.mark.parametrize(
     "argv",
     [
@@ -203,6 +235,8 @@ def test_invert_and_train_decoder_with_bad_values(world, data):
         ["reproduce"],
         ["reproduce", "fig2"],
         ["list", "--bogus"],
+        ["design"],
+        ["design", "--K", "96"],
         ["invert", "--layer", "pool1"],
         ["analyze", "--bogus-flag", "--out", "{missing}"],
     ],

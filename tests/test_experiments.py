@@ -143,3 +143,30 @@ def test_a_killed_writers_part_file_is_cleaned_up(tmp_path):
     live.write_bytes(b"")
     atomic_write_json(tmp_path / "out.json", {"a": 1})
     assert not stale.exists() and live.exists()
+
+
+def test_fig3_lambda_sweep_on_small_layers():
+    """Figure 3's λ sweep (the additive function), on toy layers: one row per λ, filters
+    and ReLU; sparser codes and worse fits as λ grows; the report's table and note."""
+    from cnninv.experiments.fig3 import Config, lambda_sweep
+    from cnninv.operators import ConvOperator
+    from cnninv.report.theory import fig3_lambda_note, fig3_lambda_table
+
+    g = torch.Generator().manual_seed(0)
+    W = ConvOperator.gaussian(8, 4, (3, 3), (6, 6), padding=1, unit_norm_rows=True, seed=1)
+    Wr = ConvOperator.gaussian(8, 4, (3, 3), (6, 6), padding=1, unit_norm_rows=True, seed=2)
+    before = torch.randn(2, 4, 6, 6, generator=g)
+    cfg = Config(sweep_lambdas=(0.01, 0.1, 0.5), sweep_images=2, sweep_max_iter=100)
+    rows = lambda_sweep(W, Wr, before, before.relu(), cfg)
+    assert len(rows) == 12 and {r["relu"] for r in rows} == {"before", "after"}
+    for filters in ("learned", "random"):
+        for relu in ("before", "after"):
+            by = {
+                r["lambda_ratio"]: r for r in rows if (r["filters"], r["relu"]) == (filters, relu)
+            }
+            assert by[0.5]["density"] < by[0.01]["density"]
+            assert by[0.5]["fit_error"] > by[0.01]["fit_error"]
+    r = {"lambda_sweep": rows}
+    assert len(fig3_lambda_table(r).rows) == 12 and "λ sweep" in fig3_lambda_note(r)
+    with pytest.raises(ValueError, match="sweep_lambdas"):
+        Config(sweep_lambdas=(0.0, 0.1))

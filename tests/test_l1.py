@@ -376,6 +376,24 @@ def test_algorithm2_unbatched():
     torch.testing.assert_close(one.z, both.z[1], atol=1e-8, rtol=0)
 
 
+def test_algorithm2_warm_start_solves_the_same_problems():
+    """z0 (a λ path: the solution at a larger λ) changes the solver's path, not the
+    solution: the same codes to the tolerance."""
+    W = ConvOperator.gaussian(K=4, M=2, ell=3, input_size=(8, 8), seed=21, dtype=f64)
+    x = _signal(W, 2, seed=22)
+    big = algorithm2(W, x, _lam(W, x, 0.2), pool=2, tol=1e-10, max_iter=50000)
+    lam = _lam(W, x, 0.05)
+    cold = algorithm2(W, x, lam, pool=2, tol=1e-10, max_iter=50000)
+    warm = algorithm2(W, x, lam, pool=2, tol=1e-10, max_iter=50000, z0=big.z_init)
+    torch.testing.assert_close(warm.z_init, cold.z_init, atol=1e-6, rtol=0)
+    torch.testing.assert_close(warm.z, cold.z, atol=1e-6, rtol=0)
+    # and it did start from z0: its first iterate is already near the solution
+    first = lambda r: r.init.history[0].objective  # noqa: E731
+    assert bool((first(warm) < first(cold)).all())
+    with pytest.raises(ValueError, match="z0"):
+        algorithm2(W, x, lam, pool=2, z0=big.z_init[:1])
+
+
 # ------------------------------------------------------------------ errors
 
 

@@ -36,15 +36,20 @@ from cnninv.operators import (
 )
 from cnninv.recovery import algorithm2, fista, iht, lam_max, lasso_gap, lasso_objective
 from cnninv.theory import (
+    bracket_summary,
     coherence,
+    delta_bracket,
     empirical_delta,
+    exact_delta,
     gram_ratios,
     model_rip_ratios,
     reconstruction_errors,
     sample_model_sparse,
+    support_delta,
     theorem31_condition,
     theorem33_bound,
 )
+from cnninv.theory.delta import block_ids, support_size
 
 nan, inf = math.nan, math.inf
 
@@ -95,6 +100,8 @@ Z2 = sample_model_sparse(2, W2.out_shape, 3, 2, seed=3, dtype=torch.float64)
 H = torch.randn(2, 3, 4, 4, generator=_g)
 OPERATORS = [W1, W2, D, W1.T, W2 @ W2.T, "W", None, W1.weight, 3]
 IHT_RESULT = iht(W1, X1, 2, max_iter=2, z_true=Z1)
+W_TINY = ConvOperator.gaussian(K=3, M=2, ell=2, input_size=4, seed=4, dtype=torch.float64)
+BRACKETS = [delta_bracket(W_TINY, 2, order=o, samples=4, seed=0) for o in (1, 2)]
 
 
 def _values(t: torch.Tensor, checked: bool) -> list:
@@ -172,6 +179,14 @@ def _cases() -> list[Case]:
                   output_padding=0),
              dict(z=T(Z2, False), weight=T(W2.weight, False), stride=SIZES, padding=SIZES,
                   dilation=SIZES, groups=SIZES, output_padding=SIZES), checked=False),
+        Case("pad_circular", functional.pad_circular, dict(x=X2, padding=1),
+             dict(x=T(X2, False), padding=SIZES), checked=False),
+        Case("pad_circular_adjoint", functional.pad_circular_adjoint, dict(y=X2, padding=1),
+             dict(y=T(X2, False), padding=SIZES), checked=False),
+        Case("ConvOperator_circular", ConvOperator,
+             dict(weight=W1.weight, input_size=10, padding=1, padding_mode="circular"),
+             dict(weight=T(W1.weight), input_size=SIZES, padding=SIZES, stride=SIZES,
+                  padding_mode=["zeros", "circular", "reflect", None, 1])),
         Case("functional.channels_last", functional.channels_last, dict(t=X2),
              dict(t=T(X2, False)), checked=False),
         # ---------------------------------------------------------------- sparsity
@@ -258,6 +273,26 @@ def _cases() -> list[Case]:
              dict(ratios=[*T(torch.tensor([0.9, 1.1])), [], [0.5, "a"], [[1.0], [2.0, 3.0]],
                           torch.tensor([-1.0]), [1e200]],
                   squared=BOOLS)),
+        Case("delta_bracket", delta_bracket, dict(W=W1, k=2, samples=4, sweeps=2, tpm_iters=2),
+             dict(W=OPERATORS, k=SIZES, pool=POOLS, order=[1, 2, 3, 0, 1.0, True, "1"],
+                  samples=COUNTS, starts=COUNTS, sweeps=COUNTS, tpm_iters=COUNTS,
+                  lanczos_steps=COUNTS, upper=BOOLS, seed=SEEDS, dense_max=COUNTS)),
+        Case("exact_delta", exact_delta, dict(W=W_TINY, k=2),
+             dict(W=[W_TINY, *OPERATORS], k=SIZES, pool=POOLS, order=[1, 2, 3, None],
+                  max_supports=COUNTS)),
+        Case("support_delta", support_delta, dict(W=W_TINY, supports=torch.tensor([[0, 3]])),
+             dict(W=OPERATORS, supports=[torch.tensor([[0, 3]]), torch.tensor([[0, 0]]),
+                                         torch.tensor([0, 3]), torch.tensor([[0.0, 3.0]]),
+                                         torch.tensor([[-1, 3]]), torch.tensor([[0, 10**6]]),
+                                         torch.zeros((1, 0), dtype=torch.long), None, [[0, 3]]])),
+        Case("block_ids", block_ids, dict(shape=(4, 6, 6), pool=2),
+             dict(shape=SHAPES, pool=POOLS)),
+        Case("support_size", support_size, dict(shape=(4, 6), k=2),
+             dict(shape=SHAPES, k=SIZES, pool=POOLS, order=[1, 2, 3, None])),
+        Case("bracket_summary", bracket_summary,
+             dict(delta_k=BRACKETS[0], delta_2k=BRACKETS[1]),
+             dict(delta_k=[*BRACKETS, None, 3], delta_2k=[*BRACKETS, None, 3],
+                  shape=[None, (3, 3), W_TINY.out_shape])),
         Case("coherence", coherence, dict(weight=W2.weight),
              dict(weight=T(W2.weight), shifts=BOOLS, stride=SIZES)),
         # ---------------------------------------------------------------- metrics

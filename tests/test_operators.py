@@ -47,6 +47,12 @@ OPERATORS = {
     "dilated2d": lambda d: _gauss(d, K=3, M=2, ell=(2, 3), input_size=(7, 9), dilation=(3, 2)),
     "grouped": lambda d: _gauss(d, K=6, M=4, ell=(3, 3), input_size=(7, 7), groups=2, seed=5),
     "depthwise": lambda d: _gauss(d, K=3, M=3, ell=3, input_size=10, groups=3, seed=6),
+    "circular": lambda d: _gauss(
+        d, K=4, M=3, ell=5, input_size=9, stride=2, padding=2, padding_mode="circular", seed=9
+    ),
+    "circular2d": lambda d: _gauss(
+        d, K=3, M=2, ell=(3, 2), input_size=(6, 5), padding=(1, 3), padding_mode="circular"
+    ),
     "adjoint": lambda d: _conv2d(d).T,
     "product": lambda d: _gauss(d, K=2, M=4, ell=2, input_size=9, seed=7) @ _conv1d(d),
     "sum": lambda d: _conv1d(d) + _gauss(d, K=4, M=3, ell=3, input_size=11, seed=8),
@@ -356,6 +362,64 @@ def test_from_conv_groups_dilation_and_same_padding(conv):
     torch.testing.assert_close(W(x), conv(x).detach())
     lhs, rhs = dottest(W)
     assert lhs == pytest.approx(rhs, rel=1e-10)
+
+
+@pytest.mark.parametrize(
+    "conv",
+    [
+        torch.nn.Conv1d(3, 4, 5, stride=2, padding=2, padding_mode="circular", bias=False),
+        torch.nn.Conv1d(2, 3, 3, padding=3, dilation=2, padding_mode="circular", bias=False),
+        torch.nn.Conv2d(3, 4, (3, 4), stride=(1, 3), padding=(1, 2), padding_mode="circular"),
+        torch.nn.Conv2d(4, 4, 3, padding=1, groups=2, padding_mode="circular", bias=False),
+    ],
+)
+def test_circular_padding_is_torchs_and_its_adjoint_exact(conv):
+    """W(x) is torch's circular convolution, W.T its autograd adjoint (dot test too), and
+    the dense matrix is block-circulant: every row holds a whole, wrapped filter."""
+    conv = conv.double()
+    if conv.bias is not None:
+        torch.nn.init.zeros_(conv.bias)
+    size = (9, 8) if isinstance(conv, torch.nn.Conv2d) else 10
+    W = ConvOperator.from_conv(conv, size)
+    assert W.padding_mode == "circular" and "circular" in repr(W)
+    x = torch.randn(2, *W.in_shape, dtype=f64, requires_grad=True)
+    y = conv(x)
+    torch.testing.assert_close(W(x.detach()), y.detach())
+    v = torch.randn_like(y)
+    (grad,) = torch.autograd.grad((y * v).sum(), x)
+    torch.testing.assert_close(W.T(v), grad)
+    lhs, rhs = dottest(W)
+    assert lhs == pytest.approx(rhs, rel=1e-10)
+    A = W.dense()
+    norms = A.norm(dim=1).view(W.K, -1)  # every row of a filter has the filter's norm
+    per_filter = conv.weight.detach().flatten(1).norm(dim=1)
+    torch.testing.assert_close(norms, per_filter[:, None].expand_as(norms))
+    assert W.unit_norm_filters().padding_mode == "circular"
+
+
+def test_circular_padding_kernels_and_refusals():
+    x = torch.arange(5.0).view(1, 1, 5)
+    torch.testing.assert_close(
+        functional.pad_circular(x, 2), torch.tensor([[[3.0, 4, 0, 1, 2, 3, 4, 0, 1]]])
+    )
+    g = torch.Generator().manual_seed(0)
+    for shape, pad in (((2, 3, 7), (3,)), ((2, 3, 5, 6), (2, 1)), ((1, 2, 4, 4), (0, 4))):
+        u = torch.randn(shape, generator=g, dtype=f64)
+        p = functional.pad_circular(u, pad)
+        v = torch.randn(p.shape, generator=g, dtype=f64)
+        back = functional.pad_circular_adjoint(v, pad)
+        assert back.shape == u.shape
+        assert float((p * v).sum()) == pytest.approx(float((u * back).sum()), rel=1e-12)
+    with pytest.raises(ValueError, match="wraps more than once"):
+        functional.pad_circular(x, 6)
+    with pytest.raises(ValueError, match="not a map circularly padded"):
+        functional.pad_circular_adjoint(x, 2)
+    with pytest.raises(ValueError, match="padding must be"):
+        functional.pad_circular(x, -1)
+    with pytest.raises(ValueError, match="padding_mode must be one of"):
+        ConvOperator(torch.randn(2, 1, 3), 8, padding=1, padding_mode="reflect")
+    with pytest.raises(ValueError, match="larger than input_size"):
+        ConvOperator(torch.randn(2, 1, 3), 4, padding=5, padding_mode="circular")
 
 
 def test_from_conv_refusals():

@@ -11,7 +11,14 @@
 """
 
 from cnninv.analysis.measures import activation_sparsity, filter_coherence
-from cnninv.analysis.model import ModelAnalysis, analyze_model, assumptions, blocks_of
+from cnninv.analysis.model import (
+    ANALYSES,
+    DEFAULT_ANALYSES,
+    ModelAnalysis,
+    analyze_model,
+    assumptions,
+    blocks_of,
+)
 from cnninv.analysis.reconstruction import (
     FILTERS,
     NextLayer,
@@ -21,6 +28,8 @@ from cnninv.analysis.reconstruction import (
 )
 
 __all__ = [
+    "ANALYSES",
+    "DEFAULT_ANALYSES",
     "FILTERS",
     "ModelAnalysis",
     "NextLayer",

@@ -15,7 +15,11 @@ named), on the user's inputs:
 * the empirical :math:`\delta_k`, :math:`\delta_{2k}` (lower bounds: maxima over samples)
   and Theorem 3.3's bound at them;
 * the reconstruction error of the real input activation by IHT at every iteration up to
-  ``iht_iters`` (Table 4, activation space), learned beside Gaussian filters.
+  ``iht_iters`` (Table 4, activation space), learned beside Gaussian filters;
+* optionally (``"delta"``, not run by default: it is the costliest), :math:`\delta_k` and
+  :math:`\delta_{2k}` bracketed from both sides (:func:`cnninv.theory.delta_bracket`:
+  lower bounds attained by explicit supports, coherence and Babel upper bounds) and
+  Theorem 3.3's bound at each end, for the learned filters.
 
 The layer's :math:`\mathbf W` is its convolution with a following batch norm folded in,
 filters scaled to unit norm (as §4.4 does); the bias is an offset, not part of
@@ -43,12 +47,28 @@ from cnninv.metrics import relative_error, rescale_to
 from cnninv.models.discovery import ConvLayer, Discovery, discover
 from cnninv.operators import ConvOperator
 from cnninv.recovery import algorithm2, iht, lam_max
-from cnninv.theory import empirical_delta, model_rip_ratios, sample_model_sparse, theorem33_bound
+from cnninv.theory import (
+    bracket_summary,
+    delta_bracket,
+    empirical_delta,
+    model_rip_ratios,
+    sample_model_sparse,
+    theorem33_bound,
+)
 
-__all__ = ["ANALYSES", "ModelAnalysis", "analyze_model", "assumptions", "blocks_of"]
+__all__ = [
+    "ANALYSES",
+    "DEFAULT_ANALYSES",
+    "ModelAnalysis",
+    "analyze_model",
+    "assumptions",
+    "blocks_of",
+]
 
 #: The analyses :func:`analyze_model` can run on each layer.
-ANALYSES = ("density", "coherence", "rip", "iht", "algorithm2")
+ANALYSES = ("density", "coherence", "rip", "iht", "algorithm2", "delta")
+#: Those it runs unless told: every one but the bracketed δ (the costliest).
+DEFAULT_ANALYSES = ANALYSES[:5]
 
 #: Activations that produce exact zeros (sparsity).
 _SPARSIFYING = {"relu", "relu6", "threshold", "clamp_min"}
@@ -444,7 +464,7 @@ def _analyse_layer(
         out["coherence_gaussian"] = {"noshift": c["random_noshift"], "shift": c["random_shift"]}
         if len(set(layer.stride)) > 1:
             out["coherence_note"] = "shift coherence over every shift (anisotropic stride)"
-    if not {"rip", "iht", "algorithm2"} & set(wanted):
+    if not {"rip", "iht", "algorithm2", "delta"} & set(wanted):
         return out
     W = layer.operator().to(device)
     try:
@@ -470,6 +490,20 @@ def _analyse_layer(
         out["delta_2k_lower"] = d_2k
         out["delta_note"] = "largest deviation over the sampled codes: a lower bound on δ"
         out["theorem33_bound"] = theorem33_bound(d_k, d_2k) if d_2k < 1 else None
+    if "delta" in wanted:
+        effort = dict(
+            samples=cfg["delta_samples"],
+            starts=2,
+            sweeps=cfg["delta_iters"],
+            tpm_iters=cfg["delta_iters"],
+            lanczos_steps=cfg["delta_iters"],
+            seed=cfg["seed"] + index,
+        )
+        out["delta"] = bracket_summary(
+            delta_bracket(W, k, pool, order=1, **effort),
+            delta_bracket(W, k, pool, order=2, **effort),
+            W.out_shape,
+        )
     x = torch.cat(col.inputs).to(device=device, dtype=W.weight.dtype) if col.inputs else None
     if x is not None and x.shape[1:] == tuple(W.in_shape):
         usable = x.flatten(1).norm(dim=1) > 0
@@ -511,7 +545,9 @@ def analyze_model(
     alg2_iters: int = 100,
     lam_fraction: float = 0.1,
     batch_size: int = 4,
-    analyses: Sequence[str] = ANALYSES,
+    analyses: Sequence[str] = DEFAULT_ANALYSES,
+    delta_samples: int = 16,
+    delta_iters: int = 20,
     seed: int = 0,
     device: str | torch.device = "cpu",
     model_info: dict[str, Any] | None = None,
@@ -530,7 +566,9 @@ def analyze_model(
         :math:`\\lambda` = ``lam_fraction`` × the median :math:`\\lambda_{\\max}`.
     batch_size : inputs per forward pass.
     analyses : which of :data:`ANALYSES` to run (the layer's structure and assumptions are
-        always reported).
+        always reported); by default :data:`DEFAULT_ANALYSES`, every one but ``"delta"``.
+    delta_samples, delta_iters : the ``"delta"`` analysis' random supports, and its search
+        effort (swap sweeps, truncated power iterations, Lanczos steps).
 
     Returns
     -------
@@ -557,7 +595,8 @@ def analyze_model(
         raise ValueError("inputs must be finite floating-point values")
     for name, v in (("samples", samples), ("iht_iters", iht_iters), ("batch_size", batch_size),
                     ("max_activations", max_activations), ("alg2_samples", alg2_samples),
-                    ("alg2_iters", alg2_iters)):  # fmt: skip
+                    ("alg2_iters", alg2_iters), ("delta_samples", delta_samples),
+                    ("delta_iters", delta_iters)):  # fmt: skip
         check_positive_int(v, name)
     if not (isinstance(lam_fraction, int | float) and 0 < lam_fraction < 1):
         raise ValueError(f"lam_fraction must be in (0, 1), got {lam_fraction!r}")
@@ -595,6 +634,8 @@ def analyze_model(
         "alg2_iters": alg2_iters,
         "lam_fraction": lam_fraction,
         "batch_size": batch_size,
+        "delta_samples": delta_samples,
+        "delta_iters": delta_iters,
         "analyses": list(analyses),
         "seed": seed,
         "device": str(dev),

@@ -3,6 +3,7 @@ one line on stderr and exit code 2; nothing is half-written.
 
 One module per group of commands: :mod:`~cnninv.cli.reproduce` (``list``,
 ``reproduce``, ``report``), :mod:`~cnninv.cli.analyze` (``analyze``),
+:mod:`~cnninv.cli.design` (``design``),
 :mod:`~cnninv.cli.inversion` (``invert``, ``train-decoder``); :mod:`~cnninv.cli._args`
 holds what they share (one-line parse errors, checked argument types, the output check).
 """
@@ -14,12 +15,12 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from cnninv.cli import analyze, inversion, reproduce
+from cnninv.cli import analyze, design, inversion, reproduce
 from cnninv.cli._args import Parser, stderr_line
 
 __all__ = ["build_parser", "main"]
 
-_GROUPS = (reproduce, analyze, inversion)
+_GROUPS = (reproduce, analyze, design, inversion)
 
 
 def build_parser() -> Parser:

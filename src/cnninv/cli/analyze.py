@@ -69,7 +69,8 @@ def add_parsers(sub) -> None:
     )
     ana.add_argument(
         "--analyses",
-        help="comma-separated subset of density, coherence, rip, iht, algorithm2 (default all)",
+        help="comma-separated subset of density, coherence, rip, iht, algorithm2, delta "
+        "(default all but delta: δ_k bracketed from both sides, the costliest)",
     )
     common_options(ana)
 

@@ -46,12 +46,14 @@ def add_parsers(sub) -> None:
     rep.add_argument(
         "--scheduler",
         metavar="ADDRESS",
-        help="table1: a Dask scheduler address (default: a local in-process cluster)",
+        help="table1, phase-transition: a Dask scheduler address (default: a local "
+        "in-process cluster)",
     )
     rep.add_argument(
         "--restart",
         action="store_true",
-        help="table1: ignore (and replace) existing checkpoints instead of resuming them",
+        help="table1, phase-transition: ignore (and replace) existing checkpoints instead of "
+        "resuming them",
     )
     rep.add_argument(
         "--set",
@@ -99,6 +101,8 @@ def _reproduce(args: argparse.Namespace) -> None:
         overrides["restart"] = True
     if "table1" in args.names or "all" in args.names:
         overrides.setdefault("checkpoint_dir", str(out / "table1_checkpoints"))
+    if "phase-transition" in args.names or "all" in args.names:
+        overrides.setdefault("points_dir", str(out / "phase_transition_points"))
     reproduce(
         args.names,
         out,

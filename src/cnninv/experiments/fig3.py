@@ -5,6 +5,11 @@ unit norm, :math:`K=M=512`, 3×3, 2×2 pooling blocks) and for Gaussian filters 
 size: (a) synthetic model-sparse :math:`z` with the density of conv5_1's activations,
 (b) and (c) :math:`z` recovered by Algorithm 2 from real conv5_1 activations before and
 after ReLU. We use the 14×14 maps VGG16 has at 224×224 input (the paper used 15×15).
+
+Beyond the paper, :func:`lambda_sweep`: Algorithm 2's codes at several λ (``sweep_lambdas``
+× λ_max, on the first ``sweep_images`` photos), learned and Gaussian filters, before and
+after ReLU: the median ratio, the fit error and the density of z at each, since the ratios
+of (b) and (c) depend on λ.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from cnninv.operators import ConvOperator
 from cnninv.recovery import algorithm2, lam_max
 from cnninv.theory import empirical_delta, model_rip_ratios, sample_model_sparse
 
-__all__ = ["Config", "run"]
+__all__ = ["Config", "lambda_sweep", "run"]
 
 _DEFAULT_LAYERS = {"vgg16": ("conv5_2", "conv5_1"), "alexnet": ("conv5", "conv4")}
 
@@ -44,12 +49,25 @@ class Config:
     max_iter: int = 100
     tol: float = 1e-4
     batch: int = 50
+    # the λ sweep (beyond the paper); an empty tuple skips it
+    sweep_lambdas: tuple[float, ...] = (0.005, 0.01, 0.03, 0.1, 0.2, 0.5)
+    sweep_images: int = 1
+    sweep_max_iter: int = 200
     seed: int = 0
     device: str = "cpu"
     quick: bool = False
 
     def __post_init__(self) -> None:
         check_config(self, ("samples", "pool", "max_iter", "batch"))
+        check_config(self, ("sweep_images", "sweep_max_iter"))
+        if isinstance(self.sweep_lambdas, str):
+            self.sweep_lambdas = tuple(v for v in self.sweep_lambdas.split(",") if v.strip())
+        try:
+            self.sweep_lambdas = tuple(float(v) for v in self.sweep_lambdas)
+        except (TypeError, ValueError):
+            raise ValueError(f"sweep_lambdas must be numbers, got {self.sweep_lambdas!r}") from None
+        if not all(0 < v < 1 for v in self.sweep_lambdas):
+            raise ValueError(f"sweep_lambdas must lie in (0, 1), got {self.sweep_lambdas}")
         if not 0 <= self.k_fraction <= 1:
             raise ValueError(f"k_fraction must be in [0, 1], got {self.k_fraction}")
         if not 0 < self.lam_fraction < 1:
@@ -75,6 +93,55 @@ def _algorithm2_ratios(
         "input": "after ReLU" if relu else "before ReLU",
         "solver_iterations": [res.init.n_iter, res.restricted.n_iter],
     }
+
+
+def lambda_sweep(
+    W: ConvOperator,
+    Wr: ConvOperator,
+    before: torch.Tensor,
+    after: torch.Tensor,
+    cfg: Config,
+    progress: bool = False,
+) -> list[dict]:
+    """Algorithm 2 at each λ of ``cfg.sweep_lambdas`` (× the median λ_max), for the learned
+    (``W``) and Gaussian (``Wr``) filters, before and after ReLU, on the first
+    ``cfg.sweep_images`` activations: median ‖Wᵀz‖/‖z‖, median fit ‖x − Wᵀz‖/‖x‖, density
+    of z, and the solver's iterations (``cfg.sweep_max_iter`` at most per step). The λ
+    are taken largest first, each step 1 warm-started from the previous λ's solution."""
+    rows = []
+    steps = [
+        (name, op, tag, x[: cfg.sweep_images])
+        for name, op in (("learned", W), ("random", Wr))
+        for tag, x in (("before", before), ("after", after))
+    ]
+    for name, op, tag, x in progress_bar(steps, enabled=progress, desc="fig3 λ sweep"):
+        lipschitz = 2.0 * 1.02 * op.norm_sq(n_iter=50)
+        x = x / x.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+        lmax = float(lam_max(op, x).median())
+        z0 = None  # a λ path, largest first: each step 1 warm-starts from the previous one
+        for ratio in sorted(cfg.sweep_lambdas, reverse=True):
+            res = algorithm2(
+                op, x, ratio * lmax, cfg.pool, variant="abs", max_iter=cfg.sweep_max_iter,
+                tol=cfg.tol, lipschitz=lipschitz, z0=z0,
+            )  # fmt: skip
+            z0 = res.z_init
+            nonzero = res.z.flatten(1).abs().sum(1) > 0
+            ratios = model_rip_ratios(op, res.z[nonzero]) if bool(nonzero.any()) else None
+            fit = (x - res.x_hat).flatten(1).norm(dim=1)
+            rows.append({
+                "lambda_ratio": ratio,
+                "filters": name,
+                "relu": tag,
+                "median_ratio": None if ratios is None else float(ratios.median()),
+                "fit_error": float(fit.median()),
+                "density": float((res.z != 0).double().mean()),
+                "lam": ratio * lmax,
+                "iterations": [res.init.n_iter, res.restricted.n_iter],
+                "converged": res.init.stop_reason == "converged"
+                and res.restricted.stop_reason == "converged",
+                "images": int(x.shape[0]),
+            })  # fmt: skip
+    return rows
 
 
 def run(config: Config, progress: bool = False) -> dict:
@@ -139,5 +206,8 @@ def run(config: Config, progress: bool = False) -> dict:
         "images": inputs.names,
         "histograms": out,
         "paper": paper.FIG3,
+        "lambda_sweep": lambda_sweep(W, Wr, before, after, config, progress)
+        if config.sweep_lambdas
+        else [],
         **environment(config, started),
     }

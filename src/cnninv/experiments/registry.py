@@ -8,10 +8,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cnninv.experiments import (
+    delta,
     fig2,
+    fig2_sensitivity,
     fig3,
     inversion_baselines,
     inversion_figs,
+    phase_transition,
     prop1,
     table1,
     table2,
@@ -51,6 +54,13 @@ REGISTRY: dict[str, Experiment] = {
             quick={"samples": 1000, "iters": 20},
         ),
         Experiment(
+            "fig2-sensitivity",
+            "Beyond the paper: Figure 2(c) under each choice the paper leaves open",
+            fig2_sensitivity.Config,
+            fig2_sensitivity.run,
+            quick={"samples": 1000},
+        ),
+        Experiment(
             "prop1",
             "Proposition 1: CReLU pairs with an orthonormal W reconstruct exactly (§3.1)",
             prop1.Config,
@@ -75,7 +85,27 @@ REGISTRY: dict[str, Experiment] = {
             "Figure 3: 2-d model-RIP of VGG16 conv5_2, synthetic and Algorithm 2 codes (§4.4)",
             fig3.Config,
             fig3.run,
-            quick={"samples": 100, "max_images": 2, "max_iter": 20},
+            quick={
+                "samples": 100,
+                "max_images": 2,
+                "max_iter": 20,
+                "sweep_lambdas": (0.005, 0.01, 0.03, 0.1, 0.2, 0.5),
+                "sweep_max_iter": 10,
+            },
+        ),
+        Experiment(
+            "delta",
+            "Beyond the paper: δ_k and δ_2k of Wᵀ bracketed from both sides (Figs 2, 3, VGG16)",
+            delta.Config,
+            delta.run,
+            quick=delta.QUICK,
+        ),
+        Experiment(
+            "phase-transition",
+            "Beyond the paper: Theorem 3.1's phase transition and its constant C, measured",
+            phase_transition.Config,
+            phase_transition.run,
+            quick=phase_transition.QUICK,
         ),
         Experiment(
             "table4-activations",

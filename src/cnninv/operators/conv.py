@@ -16,6 +16,8 @@ padding, dilation and groups included. Both take a batch: ``x`` of shape
 Beyond the paper's layer, ``dilation`` spaces the taps of each filter and ``groups``
 splits the channels into independent groups (``groups = M = K`` is a depthwise
 convolution): :math:`\mathbf W` is then block-diagonal, one block per group.
+``padding_mode="circular"`` pads periodically instead of with zeros, so every row of
+:math:`\mathbf W` is a whole (wrapped) filter: a block-circulant matrix.
 
 >>> import torch
 >>> W = ConvOperator.gaussian(K=96, M=32, ell=5, input_size=32, seed=0)
@@ -45,9 +47,18 @@ from cnninv._checks import (
     resolve_device,
 )
 from cnninv.operators.base import LinearOperator
-from cnninv.operators.functional import _conv, _conv_transpose, channels_last
+from cnninv.operators.functional import (
+    _conv,
+    _conv_transpose,
+    _pad_circular,
+    _pad_circular_adjoint,
+    channels_last,
+)
 
-__all__ = ["ConvOperator"]
+__all__ = ["PADDING_MODES", "ConvOperator"]
+
+#: Padding modes of :class:`ConvOperator`: zeros (every CNN's default) or circular.
+PADDING_MODES = ("zeros", "circular")
 
 
 def _check_weight(weight: object) -> torch.Tensor:
@@ -87,6 +98,10 @@ class ConvOperator(LinearOperator):
     groups : int
         Channel groups (dividing ``K``; ``M = weight.shape[1] * groups``): filter ``i`` reads
         only the channels of its group, so :math:`\mathbf W` is block-diagonal.
+    padding_mode : ``"zeros"`` or ``"circular"``
+        What the ``padding`` entries hold: zeros, or the other end of the map (periodic
+        boundary, ``padding <= D``; :math:`\mathbf W^T` then folds the borders back, see
+        :func:`~cnninv.operators.functional.pad_circular_adjoint`).
 
     Raises
     ------
@@ -106,9 +121,13 @@ class ConvOperator(LinearOperator):
         padding: str | int | Sequence[int] = "valid",
         dilation: int | Sequence[int] = 1,
         groups: int = 1,
+        padding_mode: str = "zeros",
     ) -> None:
         super().__init__()
         _check_weight(weight)
+        if not isinstance(padding_mode, str) or padding_mode not in PADDING_MODES:
+            raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
+        self.padding_mode = padding_mode
         ndim = weight.dim() - 2
         self.ndim = ndim
         self.groups = check_positive_int(groups, "groups")
@@ -143,6 +162,11 @@ class ConvOperator(LinearOperator):
             for d, s, p in zip(self.input_size, span, self.padding, strict=True):
                 if d + 2 * p < s:
                     raise ValueError(f"input_size {d} with padding {p} is shorter than filter {s}")
+                if padding_mode == "circular" and p > d:
+                    raise ValueError(
+                        f"circular padding {p} is larger than input_size {d} (it would wrap "
+                        "more than once)"
+                    )
         self.output_size = tuple(
             (d + 2 * p - s) // t + 1
             for d, s, p, t in zip(self.input_size, span, self.padding, self.stride, strict=True)
@@ -172,6 +196,7 @@ class ConvOperator(LinearOperator):
         *,
         dilation: int | Sequence[int] = 1,
         groups: int = 1,
+        padding_mode: str = "zeros",
         ndim: int | None = None,
         unit_norm_rows: bool = False,
         seed: int | None = None,
@@ -218,7 +243,7 @@ class ConvOperator(LinearOperator):
         w = w / math.sqrt(fan_in)
         if unit_norm_rows:
             w = w / w.flatten(1).norm(dim=1).view(K, *([1] * (ndim + 1)))
-        return cls(w, input_size, stride, padding, dilation, groups)
+        return cls(w, input_size, stride, padding, dilation, groups, padding_mode)
 
     def gaussian_like(
         self, *, unit_norm_rows: bool = False, seed: int | None = None, generator=None
@@ -238,16 +263,15 @@ class ConvOperator(LinearOperator):
         input_size: int | Sequence[int],
     ) -> ConvOperator:
         """:math:`\\mathbf W` of a ``torch.nn.Conv1d/Conv2d`` (its weight, stride, padding,
-        dilation and groups; the bias is an offset, not part of the linear operator, and is
-        left out). Only zero padding is linear in this sense: other padding modes are
-        refused, and ``padding='same'`` is converted to its explicit padding when that is
-        symmetric (else refused)."""
+        dilation, groups and padding mode; the bias is an offset, not part of the linear
+        operator, and is left out). Zero and circular padding are supported (reflect and
+        replicate are refused), and ``padding='same'`` is converted to its explicit padding
+        when that is symmetric (else refused)."""
         if not isinstance(conv, torch.nn.Conv1d | torch.nn.Conv2d):
             raise ValueError(f"conv must be torch.nn.Conv1d or Conv2d, got {type(conv).__name__}")
-        if conv.padding_mode != "zeros":
+        if conv.padding_mode not in PADDING_MODES:
             raise ValueError(
-                f"padding_mode {conv.padding_mode!r} is not supported, only 'zeros' (the "
-                "other modes are not a zero-padded convolution)"
+                f"padding_mode {conv.padding_mode!r} is not supported, only {PADDING_MODES}"
             )
         padding = conv.padding
         if padding == "same":
@@ -260,7 +284,15 @@ class ConvOperator(LinearOperator):
             padding = tuple(t // 2 for t in total)
         elif padding == "valid":
             padding = 0
-        return cls(conv.weight, input_size, conv.stride, padding, conv.dilation, conv.groups)
+        return cls(
+            conv.weight,
+            input_size,
+            conv.stride,
+            padding,
+            conv.dilation,
+            conv.groups,
+            conv.padding_mode,
+        )
 
     @classmethod
     def orthonormal(
@@ -325,6 +357,8 @@ class ConvOperator(LinearOperator):
             extra += f", dilation={self.dilation}"
         if self.groups != 1:
             extra += f", groups={self.groups}"
+        if self.padding_mode != "zeros":
+            extra += f", padding_mode={self.padding_mode!r}"
         return (
             f"K={self.K}, M={self.M}, kernel={self.kernel_size}, input_size={self.input_size}, "
             f"stride={self.stride}, padding={self.padding}{extra}, "
@@ -333,18 +367,26 @@ class ConvOperator(LinearOperator):
 
     # ------------------------------------------------------------------ application
     def _matvec(self, x: torch.Tensor) -> torch.Tensor:
+        if self.padding_mode == "circular":
+            x = _pad_circular(x, self.padding)
+            zero = (0,) * self.ndim
+            return _conv(x, self.weight, self.stride, zero, self.dilation, self.groups)
         return _conv(x, self.weight, self.stride, self.padding, self.dilation, self.groups)
 
     def _rmatvec(self, z: torch.Tensor) -> torch.Tensor:
-        return _conv_transpose(
+        # circular: the transposed convolution onto the padded map (the same output_padding
+        # lands on D + 2p), then the adjoint of the padding folds the borders back
+        circular = self.padding_mode == "circular"
+        y = _conv_transpose(
             z,
             self.weight,
             self.stride,
-            self.padding,
+            (0,) * self.ndim if circular else self.padding,
             self.dilation,
             self.groups,
             self.output_padding,
         )
+        return _pad_circular_adjoint(y, self.padding) if circular else y
 
     def native_layout(self, t: torch.Tensor) -> torch.Tensor:
         """``t`` in the layout the convolutions compute in: channels-last on the CPU for a
@@ -362,5 +404,11 @@ class ConvOperator(LinearOperator):
             raise ValueError("cannot scale an all-zero filter to unit norm")
         w = self.weight / norms.view(-1, *([1] * (self.ndim + 1)))
         return ConvOperator(
-            w, self.input_size, self.stride, self.padding, self.dilation, self.groups
+            w,
+            self.input_size,
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.groups,
+            self.padding_mode,
         )

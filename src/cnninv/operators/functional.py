@@ -1,5 +1,6 @@
 r"""Stateless convolution kernels: :math:`\mathbf W x` and :math:`\mathbf W^T z` for a
-filter bank, 1-d or 2-d, with stride, zero-padding, dilation and groups.
+filter bank, 1-d or 2-d, with stride, zero-padding, dilation and groups; circular padding
+(:func:`pad_circular`) and its exact adjoint (:func:`pad_circular_adjoint`).
 
 :class:`~cnninv.operators.ConvOperator` holds a layer's state (its filters and sizes) and
 checks them once; these functions compute. :func:`conv` is the cross-correlation every CNN
@@ -33,7 +34,13 @@ import torch.nn.functional as F
 
 from cnninv._checks import allocating, check_positive_int, int_tuple
 
-__all__ = ["channels_last", "conv", "conv_transpose"]
+__all__ = [
+    "channels_last",
+    "conv",
+    "conv_transpose",
+    "pad_circular",
+    "pad_circular_adjoint",
+]
 
 _CONV = {1: F.conv1d, 2: F.conv2d}
 _CONV_T = {1: F.conv_transpose1d, 2: F.conv_transpose2d}
@@ -210,3 +217,73 @@ def conv_transpose(
             raise ValueError(f"padding {padding} leaves an empty output for z of size {n}")
     with allocating("z"):
         return _conv_transpose(z, weight, stride, padding, dilation, groups, output_padding)
+
+
+def _pad_circular(x: torch.Tensor, padding: tuple[int, ...]) -> torch.Tensor:
+    """:func:`pad_circular` without checks."""
+    if not any(padding):
+        return x
+    pads: list[int] = []
+    for p in reversed(padding):
+        pads += [p, p]
+    return F.pad(x, pads, mode="circular")
+
+
+def _pad_circular_adjoint(y: torch.Tensor, padding: tuple[int, ...]) -> torch.Tensor:
+    """:func:`pad_circular_adjoint` without checks."""
+    out = y
+    for axis, p in enumerate(padding):
+        if p == 0:
+            continue
+        dim = 2 + axis
+        n = out.shape[dim] - 2 * p
+        core = out.narrow(dim, p, n).clone()
+        # the left border holds x[n - p : n], the right one x[0 : p]: fold them back
+        core.narrow(dim, n - p, p).add_(out.narrow(dim, 0, p))
+        core.narrow(dim, 0, p).add_(out.narrow(dim, p + n, p))
+        out = core
+    return out
+
+
+def _check_pad(t: object, padding: object, name: str) -> tuple[int, ...]:
+    if not isinstance(t, torch.Tensor) or t.dim() not in (3, 4) or not t.is_floating_point():
+        what = f"shape {tuple(t.shape)}, dtype {t.dtype}" if isinstance(t, torch.Tensor) else t
+        raise ValueError(
+            f"{name} must be a floating-point batch (B, C, L) or (B, C, H, W), got {what}"
+        )
+    return int_tuple(padding, t.dim() - 2, "padding", minimum=0)
+
+
+def pad_circular(x: torch.Tensor, padding: int | Sequence[int]) -> torch.Tensor:
+    r"""Circular padding of a batch ``(B, C, *spatial)`` by ``padding`` on both sides of
+    every spatial axis (``padding <= size``): the map is treated as periodic, so a
+    convolution of the result is a *circular* convolution (what
+    ``torch.nn.Conv1d/Conv2d(padding_mode="circular")`` computes).
+
+    >>> x = torch.arange(4.0).view(1, 1, 4)
+    >>> pad_circular(x, 1)
+    tensor([[[3., 0., 1., 2., 3., 0.]]])
+    """
+    padding = _check_pad(x, padding, "x")
+    for d, p in zip(x.shape[2:], padding, strict=True):
+        if p > d:
+            raise ValueError(f"circular padding {padding} wraps more than once a map of {d}")
+    return _pad_circular(x, padding)
+
+
+def pad_circular_adjoint(y: torch.Tensor, padding: int | Sequence[int]) -> torch.Tensor:
+    r"""The adjoint of :func:`pad_circular`: a padded batch ``(B, C, *(size + 2 padding))``
+    folded back onto ``(B, C, *size)``, each border added to the entries it copied, so that
+    :math:`\langle \mathrm{pad}(x), y\rangle = \langle x, \mathrm{pad}^T(y)\rangle`.
+
+    >>> y = torch.ones(1, 1, 6)
+    >>> pad_circular_adjoint(y, 1)       # the two ends were copies of x[3] and x[0]
+    tensor([[[2., 1., 1., 2.]]])
+    """
+    padding = _check_pad(y, padding, "y")
+    for s, p in zip(y.shape[2:], padding, strict=True):
+        if s - 2 * p < max(p, 1):
+            raise ValueError(
+                f"y of size {tuple(y.shape[2:])} is not a map circularly padded by {padding}"
+            )
+    return _pad_circular_adjoint(y, padding)

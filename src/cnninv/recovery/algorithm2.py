@@ -58,6 +58,7 @@ def algorithm2(
     restart: bool = True,
     lipschitz: float | None = None,
     z_true: torch.Tensor | None = None,
+    z0: torch.Tensor | None = None,
 ) -> Algorithm2Result:
     r"""Algorithm 2 of Gilbert et al. (2017), §4.4: sparse hidden activation recovery.
 
@@ -70,7 +71,9 @@ def algorithm2(
        where :math:`z^{\text{model}}_i = 0`, warm-started from :math:`z^{\text{model}}`.
 
     Both problems are solved by :func:`fista` (same ``lam``, ``tol``, ``criterion``,
-    ``max_iter``, ``restart``, ``nonneg``; one Lipschitz estimate for both). The result is
+    ``max_iter``, ``restart``, ``nonneg``; one Lipschitz estimate for both). ``z0``
+    warm-starts step 1 (e.g. from the solution at a larger λ, along a λ path); the problems
+    and so the result, to the solver's tolerance, are the same. The result is
     model-sparse: at most one non-zero per pooling region per channel (and at most ``k``
     non-zeros when ``k`` is given). With ``variant="relu"`` the support is chosen among the
     positive entries; give ``nonneg=True`` as well to keep the code non-negative in step 3.
@@ -100,7 +103,7 @@ def algorithm2(
         lipschitz=lipschitz,
         z_true=check_code(W, z_true, "z_true", xb.shape[0]),
     )
-    init = fista(W, xb, lam, **opts)
+    init = fista(W, xb, lam, z0=check_code(W, z0, "z0", xb.shape[0]), **opts)
     proj = model_sparse(init.z, k, pool, variant=variant)
     mask = proj.code != 0
     restricted = fista(W, xb, lam, mask=mask, z0=proj.code, **opts)

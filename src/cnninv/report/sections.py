@@ -15,6 +15,14 @@ from cnninv.report.inversion import (
     table4_image_section,
 )
 from cnninv.report.table1 import table1_section
+from cnninv.report.theory import (
+    delta_section,
+    fig2_sensitivity_section,
+    fig3_lambda_note,
+    fig3_lambda_png,
+    fig3_lambda_table,
+    phase_transition_section,
+)
 
 __all__ = ["SECTIONS"]
 
@@ -268,7 +276,12 @@ def fig3_section(r: dict) -> Section:
         rows,
         f"{r['model']} {r['layer']}: ‖Wᵀz‖/‖z‖",
     )
-    return Section("fig3", {"fig3.png": figures.fig3_png(r)}, [table], notes)
+    section = Section("fig3", {"fig3.png": figures.fig3_png(r)}, [table], notes)
+    if r.get("lambda_sweep"):  # beyond the paper: Algorithm 2's codes as λ varies
+        section.figures["fig3_lambda.png"] = fig3_lambda_png(r)
+        section.tables.append(fig3_lambda_table(r))
+        section.notes.append(fig3_lambda_note(r))
+    return section
 
 
 def table4_activations_section(r: dict) -> Section:
@@ -318,12 +331,15 @@ def table4_activations_section(r: dict) -> Section:
 
 SECTIONS: dict[str, Callable[[dict], Section]] = {
     "fig2": fig2_section,
+    "fig2-sensitivity": fig2_sensitivity_section,
     "prop1": prop1_section,
     "table2": sparsity_section,
     "table7": sparsity_section,
     "table3": coherence_section,
     "table6": coherence_section,
     "fig3": fig3_section,
+    "delta": delta_section,
+    "phase-transition": phase_transition_section,
     "table4-activations": table4_activations_section,
     "table1": table1_section,
     "table4-image": table4_image_section,
