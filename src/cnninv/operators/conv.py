@@ -29,6 +29,7 @@ convolution): :math:`\mathbf W` is then block-diagonal, one block per group.
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Sequence
 
 import torch
@@ -46,6 +47,7 @@ from cnninv._checks import (
 )
 from cnninv.operators.base import LinearOperator
 from cnninv.operators.functional import _conv, _conv_transpose, channels_last
+from cnninv.operators.sparse import SparseCode, SparseKernels
 
 __all__ = ["ConvOperator"]
 
@@ -353,3 +355,57 @@ class ConvOperator(LinearOperator):
         return ConvOperator(
             w, self.input_size, self.stride, self.padding, self.dilation, self.groups
         )
+
+    # ------------------------------------------------------------------ derived state
+    def _derived(self, name: str, build):
+        """A quantity derived from the filters (``build(self)``), computed once and kept
+        until the filter bank changes: an in-place change of ``W.weight`` (its version
+        counter), ``load_state_dict``, ``.to()``, or a new tensor assigned to it."""
+        w = self.weight
+        key = (w._version, w.dtype, w.device, w.shape, w.stride())
+        cache = self.__dict__.setdefault("_derived_cache", {})
+        hit = cache.get(name)
+        if hit is not None and hit[0]() is w and hit[1] == key:
+            return hit[2]
+        value = build(self)
+        cache[name] = (weakref.ref(w), key, value)
+        return value
+
+    # ------------------------------------------------------------------ sparse codes
+    def sparse_kernels(self) -> SparseKernels:
+        """The tables of the sparse products (see :mod:`cnninv.operators.sparse`), built
+        once per filter bank."""
+        return self._derived("sparse_kernels", SparseKernels)
+
+    def sparse_rmatvec(self, code: SparseCode) -> torch.Tensor:
+        r""":math:`\mathbf W^T z` for a code given by its entries (:class:`SparseCode`,
+        ``(B, s)`` each): ``s`` scaled filter placements per sample, :math:`O(s\,M\ell)`
+        instead of the transposed convolution's :math:`O(KM\ell n)`. Returns
+        ``(B, M, *input_size)`` in :meth:`native_layout` (channels-last on the CPU). No
+        checks beyond shapes (a solver's inner loop); indices must lie in the code."""
+        return self.sparse_kernels().rmatvec(_check_sparse(code, self))
+
+    def sparse_gram(self, code: SparseCode) -> torch.Tensor:
+        r""":math:`\mathbf W\mathbf W^T z` for a code given by its entries, through the
+        Gram operator (the filters' cross-correlations, :math:`2\ell-1` taps per axis at
+        stride 1): :math:`O(s\,K(2\ell-1))` per sample. Only for a layer without padding
+        (``ValueError`` otherwise: a padded layer's Gram operator is not a convolution).
+        Returns ``(B, K, *output_size)`` in :meth:`native_layout`."""
+        return self.sparse_kernels().gram(_check_sparse(code, self))
+
+
+def _check_sparse(code: object, op: ConvOperator) -> SparseCode:
+    if not isinstance(code, SparseCode):
+        raise ValueError(f"code must be a SparseCode (index, values), got {type(code).__name__}")
+    idx, val = code
+    if idx.dim() != 2 or idx.shape != val.shape or idx.dtype != torch.long:
+        raise ValueError(
+            f"code: index (int64) and values must both be (B, s), got {tuple(idx.shape)} "
+            f"{idx.dtype} and {tuple(val.shape)}"
+        )
+    if val.dtype != op.dtype or val.device != op.device or idx.device != op.device:
+        raise ValueError(
+            f"code values ({val.dtype} on {val.device}) must match the operator's dtype and "
+            f"device ({op.dtype} on {op.device})"
+        )
+    return code
