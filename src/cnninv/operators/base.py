@@ -37,6 +37,8 @@ from __future__ import annotations
 
 import copy
 import math
+import weakref
+from typing import NamedTuple
 
 import torch
 
@@ -54,11 +56,32 @@ from cnninv._checks import (
 __all__ = [
     "AdjointOperator",
     "LinearOperator",
+    "NormSqEstimate",
     "ProductOperator",
     "ScaledOperator",
     "SumOperator",
     "dottest",
 ]
+
+
+class NormSqEstimate(NamedTuple):
+    r"""An estimate of :math:`\|\mathbf A\|_2^2` for a solver's step size
+    (:meth:`LinearOperator.norm_sq_estimate`).
+
+    value : the estimate
+    method : ``"dft"`` (the filters' DFTs: a proven upper bound, so a safe step) or
+        ``"power"`` (1.02 times the power method's estimate, which approaches from below)
+    upper_bound : whether ``value`` is proven to be at least :math:`\|\mathbf A\|^2`
+    """
+
+    value: float
+    method: str
+    upper_bound: bool
+
+
+#: The power method's iterations for :meth:`LinearOperator.norm_sq_estimate`, and the
+#: margin put on its estimate (it approaches the norm from below).
+POWER_ITERATIONS, POWER_MARGIN = 100, 1.02
 
 
 class LinearOperator(torch.nn.Module):
@@ -222,6 +245,43 @@ class LinearOperator(torch.nn.Module):
             blocks.append(self._matvec(eye.reshape(n, *self.in_shape)).reshape(n, rows))
         return torch.cat(blocks).T.contiguous()
 
+    # ------------------------------------------------------------------ derived state
+    def _derived(self, name: str, build):
+        """A quantity derived from the operator's buffers (``build(self)``), computed once and
+        kept until one of them changes: an in-place change (its version counter),
+        ``load_state_dict``, ``.to()``, or a new tensor assigned to it."""
+        buffers = list(self.buffers())
+        key = tuple((b._version, b.dtype, b.device, b.shape, b.stride()) for b in buffers)
+        cache = self.__dict__.setdefault("_derived_cache", {})
+        hit = cache.get(name)
+        if (
+            hit is not None
+            and hit[1] == key
+            and len(hit[0]) == len(buffers)
+            and all(ref() is b for ref, b in zip(hit[0], buffers, strict=True))
+        ):
+            return hit[2]
+        value = build(self)
+        cache[name] = ([weakref.ref(b) for b in buffers], key, value)
+        return value
+
+    def norm_sq_bound(self) -> float | None:
+        r"""A proven upper bound on :math:`\|\mathbf A\|_2^2` that costs no iterations, or None
+        when the operator has none (see :meth:`ConvOperator.norm_sq_bound`)."""
+        return None
+
+    def norm_sq_estimate(self) -> NormSqEstimate:
+        r""":math:`\|\mathbf A\|_2^2` for a solver's step (FISTA's :math:`L = 2\|\mathbf A\|^2`):
+        the operator's upper bound where it has a tight and cheap one (a stride-1
+        convolution: :meth:`ConvOperator.norm_sq_bound`), else ``1.02 *
+        norm_sq(n_iter=100)``. Computed once and kept on the operator until its buffers
+        change; ``method`` says which was used."""
+        return self._derived("norm_sq_estimate", lambda op: op._norm_sq_estimate())
+
+    def _norm_sq_estimate(self) -> NormSqEstimate:
+        """:meth:`norm_sq_estimate` without the cache: the power method here."""
+        return NormSqEstimate(POWER_MARGIN * self.norm_sq(n_iter=POWER_ITERATIONS), "power", False)
+
     def norm_sq(self, n_iter: int = 50, tol: float = 1e-6, seed: int | None = 0) -> float:
         r""":math:`\|\mathbf A\|_2^2`, by the power method on :math:`\mathbf A^T\mathbf A`.
 
@@ -302,6 +362,12 @@ class AdjointOperator(LinearOperator):
     def dense(self, max_entries: int = 50_000_000) -> torch.Tensor:
         return self.op.dense(max_entries).T.contiguous()
 
+    def norm_sq_bound(self) -> float | None:
+        return self.op.norm_sq_bound()  # ||A^T|| = ||A||
+
+    def _norm_sq_estimate(self) -> NormSqEstimate:
+        return self.op.norm_sq_estimate()
+
 
 class _PairOperator(LinearOperator):
     """An operator made of two, ``A`` and ``B`` (same dtype and device), checked."""
@@ -350,6 +416,10 @@ class ProductOperator(_PairOperator):
     def _matvec(self, x: torch.Tensor) -> torch.Tensor:
         return self.A._matvec(self.B._matvec(x))
 
+    def norm_sq_bound(self) -> float | None:
+        a, b = self.A.norm_sq_bound(), self.B.norm_sq_bound()
+        return None if a is None or b is None else a * b  # ||AB|| <= ||A|| ||B||
+
     def _rmatvec(self, z: torch.Tensor) -> torch.Tensor:
         return self.B._rmatvec(self.A._rmatvec(z))
 
@@ -376,6 +446,10 @@ class SumOperator(_PairOperator):
 
     def _matvec(self, x: torch.Tensor) -> torch.Tensor:
         return self.A._matvec(x) + self.B._matvec(x)
+
+    def norm_sq_bound(self) -> float | None:
+        a, b = self.A.norm_sq_bound(), self.B.norm_sq_bound()
+        return None if a is None or b is None else (math.sqrt(a) + math.sqrt(b)) ** 2
 
     def _rmatvec(self, z: torch.Tensor) -> torch.Tensor:
         return self.A._rmatvec(z) + self.B._rmatvec(z)
@@ -411,6 +485,14 @@ class ScaledOperator(LinearOperator):
 
     def native_layout(self, t: torch.Tensor) -> torch.Tensor:
         return self.op.native_layout(t)
+
+    def norm_sq_bound(self) -> float | None:
+        b = self.op.norm_sq_bound()
+        return None if b is None else self.scalar**2 * b
+
+    def _norm_sq_estimate(self) -> NormSqEstimate:
+        e = self.op.norm_sq_estimate()
+        return e._replace(value=self.scalar**2 * e.value)
 
     def extra_repr(self) -> str:
         return f"scalar={self.scalar}"
