@@ -50,6 +50,19 @@ def test_dft_bound_is_the_circulant_norm_on_a_periodic_example():
     assert W.norm_sq_bound() == pytest.approx(float(spectrum.abs().max()) ** 2, rel=1e-9)
 
 
+@pytest.mark.parametrize("name", ["1d", "2d_padded", "strided", "grouped"])
+def test_lanczos_approaches_the_norm_from_below_faster_than_the_power_method(name):
+    W = _gauss(**LAYERS[name])
+    exact = _norm_sq(W.dense())
+    lanczos = W.norm_sq_lanczos(20)
+    assert lanczos <= exact * (1 + 1e-9)
+    assert exact - lanczos <= exact - W.norm_sq(n_iter=20, tol=0) + 1e-12
+    assert lanczos == pytest.approx(exact, rel=1e-3)
+    assert W.norm_sq_lanczos(10_000) == pytest.approx(exact, rel=1e-9)  # stops when exact
+    with pytest.raises(ValueError, match="n_iter"):
+        W.norm_sq_lanczos(0)
+
+
 def test_composite_bounds():
     A, B = _gauss(**LAYERS["1d"]), _gauss(**LAYERS["1d"], seed=3)
     C = _gauss(K=3, M=12, ell=2, input_size=20, seed=4)
@@ -66,10 +79,10 @@ def test_estimate_picks_the_bound_where_it_is_tight_and_cheap():
     power = fig2.norm_sq(n_iter=2000, tol=1e-10)
     assert power <= est.value <= 1.02 * power  # within a few percent of the norm
     strided = _gauss(**LAYERS["strided"])
-    assert strided.norm_sq_estimate().method == "power"
+    assert strided.norm_sq_estimate().method == "lanczos"
     big = ConvOperator.gaussian(K=512, M=512, ell=3, input_size=(14, 14), padding=1, seed=0)
     cost = dft_cost(big)
-    assert cost["dft"] > cost["power"]  # VGG conv5: 512^3 per frequency loses
+    assert cost["dft"] > cost["lanczos"]  # VGG conv5: 512^3 per frequency loses
     assert (2 * fig2).norm_sq_estimate().value == pytest.approx(4 * est.value)
     assert fig2.T.norm_sq_estimate() == est
 
@@ -79,9 +92,9 @@ def test_cached_until_the_weight_changes():
     first = W.norm_sq_bound()
     calls = []
     est = W.norm_sq_estimate()
-    W.norm_sq = lambda *a, **k: calls.append(1)  # the cache answers: no power method
+    W.norm_sq_lanczos = lambda *a, **k: calls.append(1)  # the cache answers
     assert W.norm_sq_estimate() is est and W.norm_sq_bound() == first and not calls
-    del W.norm_sq
+    del W.norm_sq_lanczos
     W.weight.mul_(2)  # in place
     assert W.norm_sq_bound() == pytest.approx(4 * first)
     assert W.norm_sq_estimate().value == pytest.approx(4 * est.value)
@@ -107,6 +120,6 @@ def test_solvers_say_which_step_they_used():
     assert given.lipschitz_source == "given"
     torch.testing.assert_close(res.z, given.z, atol=1e-6, rtol=0)
     strided = ConvOperator.gaussian(K=8, M=4, ell=4, input_size=30, stride=2, dtype=f64)
-    assert fista(strided, torch.randn(1, 4, 30, dtype=f64), 0.1).lipschitz_source == "power"
+    assert fista(strided, torch.randn(1, 4, 30, dtype=f64), 0.1).lipschitz_source == "lanczos"
     a2 = algorithm2(W, x, lam, pool=2)
     assert a2.init.lipschitz_source == a2.restricted.lipschitz_source == "dft"

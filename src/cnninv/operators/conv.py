@@ -44,7 +44,7 @@ from cnninv._checks import (
     make_generator,
     resolve_device,
 )
-from cnninv.operators.base import POWER_ITERATIONS, LinearOperator, NormSqEstimate
+from cnninv.operators.base import LANCZOS_STEPS, LinearOperator, NormSqEstimate
 from cnninv.operators.functional import _conv, _conv_transpose, channels_last
 from cnninv.operators.sparse import SparseCode, SparseKernels
 
@@ -375,10 +375,10 @@ class ConvOperator(LinearOperator):
         return self._derived("norm_sq_bound", _dft_norm_sq)
 
     def _norm_sq_estimate(self) -> NormSqEstimate:
-        """The DFT bound where it is tight (stride 1) and cheaper than the power method by
-        the cost model of :func:`dft_cost`, else the power method."""
+        """The DFT bound where it is tight (stride 1) and cheaper than Lanczos by the cost
+        model of :func:`dft_cost`, else Lanczos."""
         cost = dft_cost(self)
-        if cost["tight"] and cost["dft"] < cost["power"]:
+        if cost["tight"] and cost["dft"] < cost["lanczos"]:
             return NormSqEstimate(self.norm_sq_bound(), "dft", True)
         return super()._norm_sq_estimate()
 
@@ -408,22 +408,25 @@ class ConvOperator(LinearOperator):
 #: The cost model of :func:`dft_cost`, in nanoseconds of one CPU core, measured once by
 #: ``benchmarks/bench_lipschitz.py``: per frequency, a Hermitian eigenvalue problem of
 #: size m = min(K, M) (``eig`` per m^3) and the Gram matrix of the filters' DFT (``gram``
-#: per K M m); per power iteration, the two products on one sample (``mac`` per
-#: multiply-add) and their calls (``call``).
-_DFT_COST = {"eig": 1.1, "gram": 0.22, "mac": 0.05, "call": 50e3}
+#: per K M m); per Lanczos step, the two products on one sample (``mac`` per multiply-add),
+#: their calls (``call``) and the reorthogonalisation (``elem`` per entry of the input and
+#: previous step).
+_DFT_COST = {"eig": 1.1, "gram": 0.22, "mac": 0.05, "call": 50e3, "elem": 1.0}
 
 
 def dft_cost(op: ConvOperator) -> dict:
-    """Estimated nanoseconds of :meth:`ConvOperator.norm_sq_bound` (``"dft"``) and of the
-    power method's 100 iterations (``"power"``), and whether the bound is tight (stride 1);
+    """Estimated nanoseconds of :meth:`ConvOperator.norm_sq_bound` (``"dft"``) and of
+    Lanczos' 30 steps (``"lanczos"``), and whether the bound is tight (stride 1);
     :meth:`~LinearOperator.norm_sq_estimate` uses the bound when it is tight and cheaper."""
     m = min(op.K, op.M)
     sizes = [d + 2 * p for d, p in zip(op.input_size, op.padding, strict=True)]
     freqs = math.prod(sizes[:-1]) * (sizes[-1] // 2 + 1)
     dft = freqs * (m**3 * _DFT_COST["eig"] + op.K * op.M * m * _DFT_COST["gram"])
     macs = 2 * op.K * (op.M // op.groups) * math.prod(op.kernel_size) * math.prod(op.output_size)
-    power = POWER_ITERATIONS * (macs * _DFT_COST["mac"] + _DFT_COST["call"])
-    return {"dft": dft, "power": power, "tight": all(t == 1 for t in op.stride)}
+    n = LANCZOS_STEPS
+    reorth = 2 * n * (n + 1) / 2 * math.prod(op.in_shape) * _DFT_COST["elem"]
+    lanczos = n * (macs * _DFT_COST["mac"] + _DFT_COST["call"]) + reorth
+    return {"dft": dft, "lanczos": lanczos, "tight": all(t == 1 for t in op.stride)}
 
 
 def _dft_norm_sq(op: ConvOperator) -> float:

@@ -89,8 +89,8 @@ def check_criterion(criterion: str, tol: float, lam: float) -> None:
 def check_lipschitz(W: LinearOperator, lipschitz: object) -> tuple[float, str]:
     r"""FISTA's :math:`L` and where it came from: the given one, checked (``"given"``), or
     :math:`2\|\mathbf W\|^2` from :meth:`~cnninv.operators.LinearOperator.norm_sq_estimate`
-    (``"dft"``: the filters' DFTs, a proven bound; ``"power"``: 1.02 times the power
-    method's estimate), computed once per operator."""
+    (``"dft"``: the filters' DFTs, a proven bound; ``"lanczos"``: 1.02 times the Lanczos
+    estimate), computed once per operator."""
     if lipschitz is None:
         est = W.norm_sq_estimate()
         L = 2.0 * est.value
