@@ -410,6 +410,9 @@ def fista(
 
     history: list[L1Stat] = []
     stop_reason = "max_iter"
+    # a proven bound (the filters' DFTs) needs no backtracking test: the step is safe
+    safe_step = source == "dft"
+    any_done = False  # whether a sample has stopped (then its state is held)
     for it in range(1, max_iter + 1):
         t_next = (1 + torch.sqrt(1 + 4 * t**2)) / 2
         beta = (t - 1) / t_next
@@ -420,6 +423,8 @@ def fista(
         for _ in range(max_backtrack + 1):
             z_new = _prox_l1(y - v_grad / bcast(L, y), lam / L, maskb, nonneg)
             Az_new = W.rmatvec(z_new)
+            if safe_step:
+                break
             d_sq = per_sample_norm(z_new - y) ** 2
             curv = 2 * per_sample_norm(Az_new - Ay) ** 2
             # W^T y is a combination of stored products, so W^T(z+ - y) carries rounding
@@ -433,12 +438,14 @@ def fista(
         Gz_new = W.matvec(Az_new)
         if restart:
             t_next = torch.where(_dot(y - z_new, z_new - z) > 0, torch.ones_like(t), t_next)
-        # samples that have stopped keep their code
         keep = ~done
-        z_new = torch.where(bcast(keep, z), z_new, z)
-        Az_new = torch.where(bcast(keep, Az), Az_new, Az)
-        Gz_new = torch.where(bcast(keep, Gz), Gz_new, Gz)
-        t = torch.where(keep, t_next, t)
+        if any_done:  # samples that have stopped keep their code
+            z_new = torch.where(bcast(keep, z), z_new, z)
+            Az_new = torch.where(bcast(keep, Az), Az_new, Az)
+            Gz_new = torch.where(bcast(keep, Gz), Gz_new, Gz)
+            t = torch.where(keep, t_next, t)
+        else:
+            t = t_next
         change = safe_div(per_sample_norm(z_new - z), per_sample_norm(z_new))
         z_prev, Az_prev, Gz_prev = z, Az, Gz
         z, Az, Gz = z_new, Az_new, Gz_new
@@ -453,18 +460,22 @@ def fista(
             step=1.0 / L,
             code_error=None if zt is None else safe_div(per_sample_norm(z - zt), zt_norm),
         )
-        if not bool(torch.isfinite(dual.objective).all()):
+        met = dual.rel_gap <= tol if criterion == "gap" else change <= tol
+        done = done | met
+        # one read-back per iteration: overflow, and whether some or all samples stopped
+        overflow, any_done, all_done = torch.stack(
+            [~torch.isfinite(dual.objective).all(), done.any(), done.all()]
+        ).tolist()
+        if overflow:
             raise ValueError(
                 f"fista: the objective overflowed {dtype} at iteration {it} (x, lam or W is "
                 "too large for this dtype)"
             )
         history.append(stat)
         sample_iters = torch.where(keep, it, sample_iters)
-        met = dual.rel_gap <= tol if criterion == "gap" else change <= tol
-        done = done | met
         if callback is not None:
             callback(it, z, stat)
-        if bool(done.all()):
+        if all_done:
             stop_reason = "converged"
             break
     x_hat = Az
