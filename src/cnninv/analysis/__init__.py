@@ -18,6 +18,7 @@ from cnninv.analysis.reconstruction import (
     k_for_fraction,
     next_layer,
     reconstruct_activation,
+    reconstruct_activation_iters,
 )
 
 __all__ = [
@@ -31,4 +32,5 @@ __all__ = [
     "k_for_fraction",
     "next_layer",
     "reconstruct_activation",
+    "reconstruct_activation_iters",
 ]

@@ -84,6 +84,26 @@ class IHTResult(HistoryMixin):
     domain: str = "signal"
 
 
+def _empty_support(prev, mask: torch.Tensor) -> torch.Tensor:
+    """Per sample, whether the code is 0: from the last projection's block values (a
+    code is those values at their switches), else from the code's ``mask``."""
+    if prev is None:
+        return ~mask.any(dim=dims(mask))
+    return ~(prev.values != 0).any(dim=dims(prev.values))
+
+
+def _support_changed(new, prev, z: torch.Tensor) -> torch.Tensor:
+    """Per sample, whether the projection ``new`` has another support than ``z``: block by
+    block when ``z`` is the projection ``prev`` (a block's entry is kept at its switch when
+    its value is not 0, so the supports agree when every block agrees on both), else
+    entry by entry."""
+    if prev is None:
+        return ((new.code != 0) != (z != 0)).any(dim=dims(z))
+    nz_new, nz_old = new.values != 0, prev.values != 0
+    diff = (nz_new != nz_old) | (nz_new & (new.switches != prev.switches))
+    return diff.any(dim=dims(diff))
+
+
 def _normalized_step(W: LinearOperator, g: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """NIHT step (Blumensath & Davies 2010): ||g_G||^2 / ||W^T g_G||^2 on the support G."""
     g_s = g * mask
@@ -444,11 +464,12 @@ def iht(
 
     history: list[IHTStat] = []
     stop_reason, switches = "max_iter", None
+    prev = None  # the last projection: supports compared block by block, 1/pool^2 the work
     for it in range(1, max_iter + 1):
         g = W.matvec(d)
         if step == "normalized":
             mask = z != 0
-            first = ~mask.any(dim=dims(mask))
+            first = _empty_support(prev, mask)
             if bool(first.any()):  # empty support: use the support of M(g, k)
                 mask = torch.where(bcast(first, z), project(g).code != 0, mask)
             mu = _normalized_step(W, g, mask)
@@ -459,20 +480,28 @@ def iht(
         proj = project(z + (g if step == 1 else g * bcast(mu, g)))
         if step == "normalized":
             # safeguard: when the support changes, mu must not exceed
-            # omega = 0.99 ||dz||^2 / ||W^T dz||^2; else halve it and project again
+            # omega = 0.99 ||dz||^2 / ||W^T dz||^2; else halve it and project again.
+            # W^T dz = W^T z+ - W^T z, and W^T z+ is the next reconstruction: one product
+            # per candidate instead of two
             for _ in range(max_backtrack):
-                changed = ((proj.code != 0) != (z != 0)).any(dim=dims(z))
+                x_cand = W.rmatvec(proj.code)
+                changed = _support_changed(proj, prev, z)
+                if not bool(changed.any()):
+                    break
                 dz = proj.code - z
                 omega = 0.99 * safe_div(
-                    per_sample_norm(dz) ** 2, per_sample_norm(W.rmatvec(dz)) ** 2
+                    per_sample_norm(dz) ** 2, per_sample_norm(x_cand - x_hat) ** 2
                 )
                 bad = changed & (mu > omega) & (omega > 0)
                 if not bool(bad.any()):
                     break
                 mu = torch.where(bad, mu / 2.0, mu)
                 proj = project(z + g * bcast(mu, g))
+            else:  # halved max_backtrack times (or none allowed): the last one stands
+                x_cand = W.rmatvec(proj.code)
+        prev = proj
         z_new, switches = proj.code, proj.switches
-        x_hat = W.rmatvec(z_new)
+        x_hat = x_cand if step == "normalized" else W.rmatvec(z_new)
         d = xb - x_hat
         change = safe_div(per_sample_norm(z_new - z), per_sample_norm(z_new))
         z = z_new
