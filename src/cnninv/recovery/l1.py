@@ -398,8 +398,11 @@ def fista(
     L = torch.full((B,), L0, dtype=dtype, device=device)
     t = torch.ones((B,), dtype=dtype, device=device)
     Wx = W.matvec(xb)
-    Az = W.rmatvec(z)  # W^T z
-    Gz = W.matvec(Az)  # W W^T z
+    if z0 is None:  # z = 0: no products needed for W^T z and W W^T z
+        Az, Gz = torch.zeros_like(xb), torch.zeros_like(Wx)
+    else:
+        Az = W.rmatvec(z)  # W^T z
+        Gz = W.matvec(Az)  # W W^T z
     z_prev, Az_prev, Gz_prev = z, Az, Gz
     done = torch.zeros((B,), dtype=torch.bool, device=device)
     sample_iters = torch.zeros((B,), dtype=torch.long, device=device)
