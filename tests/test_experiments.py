@@ -127,3 +127,18 @@ def test_report_skips_a_result_it_cannot_read(tmp_path):
     messages = " ".join(str(w.message) for w in caught)
     assert "table2.json" in messages and "binary.json" in messages
     assert prop1["title"] in page and "Table 2" not in page
+
+
+def test_reproduce_draws_each_figure_once(tmp_path, monkeypatch):
+    """reproduce draws an experiment's figures from its JSON; the report reuses them."""
+    from cnninv.report import html
+    from cnninv.reproduce import reproduce
+
+    calls = []
+    draw = html.SECTIONS["prop1"]
+    monkeypatch.setitem(html.SECTIONS, "prop1", lambda r: calls.append(1) or draw(r))
+    reproduce(["prop1"], tmp_path, quick=True, log=lambda *a: None)
+    assert len(calls) == 1
+    assert "Proposition 1" in (tmp_path / "report.html").read_text()
+    html.build_report(tmp_path)  # the same JSON in the same process: still drawn once
+    assert len(calls) == 1
