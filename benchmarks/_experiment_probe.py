@@ -1,10 +1,11 @@
 """Run one experiment with probes on the functions where its time goes (the child process
 of ``bench_experiments.py``).
 
-Usage: ``python _experiment_probe.py NAME OUT.json [--quick] [--threads N] [--device D]``.
-It runs ``cnninv.reproduce.reproduce([NAME], tmpdir)`` (the JSON, the figures, the report,
-as the command line does) and writes to ``OUT.json``: the wall time, the stage-by-stage
-split of it, the floating-point work of the products and the library's version. Whatever
+Usage: ``python _experiment_probe.py OUT.json NAME... [--quick] [--threads N] [--device D]``.
+It runs ``cnninv.reproduce.reproduce(NAMES, tmpdir)`` (the JSONs, the figures, the report,
+as the command line does) and writes to ``OUT.json``, per experiment: the wall time, its
+stage-by-stage split, the floating-point work of the products and the peak memory (the
+kernel's peak RSS, reset at each experiment's start); and the whole run's time. Whatever
 ``cnninv`` is first on ``sys.path`` runs, so the same probe times an older tree
 (``PYTHONPATH=old/src``) beside the current one.
 
@@ -182,12 +183,33 @@ def install(probes: Probes) -> list[str]:
     return done
 
 
+def _peak_rss_reset() -> None:
+    """Reset the kernel's peak RSS of this process (Linux >= 4.0), so that VmHWM is the peak
+    since now; a no-op elsewhere."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        pass
+
+
+def _peak_rss() -> int | None:
+    try:
+        with open("/proc/self/status", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 def main(argv: list[str]) -> int:
     import argparse
 
     parser = argparse.ArgumentParser()
-    parser.add_argument("name")
     parser.add_argument("out")
+    parser.add_argument("names", nargs="+", help="experiment names, or 'all'")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
@@ -197,32 +219,63 @@ def main(argv: list[str]) -> int:
 
     torch.set_num_threads(args.threads)
     import cnninv
-    import cnninv.report
     import cnninv.reproduce as rep
 
-    import_s = time.perf_counter() - t0
     probes = Probes()
     probed = install(probes)
+    import_s = time.perf_counter() - t0
+    rows: dict[str, dict] = {}
+    current: dict = {}
+
+    def close(now: float) -> None:
+        if not current:
+            return
+        stages = {k: v - current["times0"].get(k, 0.0) for k, v in probes.times.items()}
+        stages = {k: v for k, v in stages.items() if v > 0}
+        wall = now - current["start"]
+        stages["element-wise and Python"] = max(0.0, wall - sum(stages.values()))
+        rows[current["name"]] = {
+            "wall_s": wall,
+            "stages_s": stages,
+            "flops": {k: v - current["flops0"][k] for k, v in probes.flops.items()},
+            "peak_rss_bytes": _peak_rss(),
+        }
+        current.clear()
+
+    def log(msg: str) -> None:
+        # reproduce logs "[cnninv] NAME: title" at the start of each experiment and
+        # "[cnninv] NAME: done in ..." at its end (figures included); then the report
+        now = time.perf_counter()
+        text = str(msg).removeprefix("[cnninv] ")
+        name, _, rest = text.partition(": ")
+        if rest.startswith("done in"):
+            close(now)
+        elif name != "report" and not current:
+            _peak_rss_reset()
+            current.update(
+                name=name, start=now, times0=dict(probes.times), flops0=dict(probes.flops)
+            )
+
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        rep.reproduce(
-            [args.name], tmp, quick=args.quick, device=args.device, progress=False,
-            log=lambda *a, **k: None,
-        )  # fmt: skip
-        wall = time.perf_counter() - start
-        result = json.loads((Path(tmp) / f"{args.name.replace('-', '_')}.json").read_text())
-    stages = dict(probes.times)
-    stages["element-wise and Python"] = max(0.0, wall - sum(stages.values()))
+        rep.reproduce(args.names, tmp, quick=args.quick, device=args.device, log=log)
+        total = time.perf_counter() - start
+        elapsed = {}
+        for path in Path(tmp).glob("*.json"):
+            try:
+                data = json.loads(path.read_text())
+                elapsed[data.get("experiment")] = data.get("elapsed_s")
+            except (OSError, ValueError):
+                pass
+    for name, row in rows.items():
+        row["elapsed_s_in_json"] = elapsed.get(name)
     out = {
-        "name": args.name,
         "cnninv": getattr(cnninv, "__file__", ""),
         "threads": torch.get_num_threads(),
         "import_s": import_s,
-        "wall_s": wall,
-        "elapsed_s_in_json": result.get("elapsed_s"),
-        "stages_s": stages,
-        "calls": probes.calls,
-        "flops": probes.flops,
+        "total_s": total,
+        "experiments": rows,
+        "peak_rss_bytes": _peak_rss(),
         "probed": probed,
     }
     Path(args.out).write_text(json.dumps(out, indent=2))
