@@ -76,9 +76,10 @@ def step(name: str, cmd: list[str], limit: float) -> tuple[int | None, float, st
                 cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=limit
             )
             rc, text = proc.returncode, proc.stdout + proc.stderr
-        except subprocess.TimeoutExpired as exc:
-            rc, text = None, (exc.stdout or "") + (exc.stderr or "")
-            text = text.decode(errors="replace") if isinstance(text, bytes) else text
+        except subprocess.TimeoutExpired as exc:  # its output comes as bytes
+            parts = [p.decode(errors="replace") if isinstance(p, bytes) else (p or "")
+                     for p in (exc.stdout, exc.stderr)]  # fmt: skip
+            rc, text = None, "".join(parts) + f"\n(cut at {limit:.0f} s)"
         log.write(text)
     seconds = time.perf_counter() - t0
     STEPS.append({"step": name, "rc": rc, "s": seconds})
