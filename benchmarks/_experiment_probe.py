@@ -256,9 +256,22 @@ def main(argv: list[str]) -> int:
                 name=name, start=now, times0=dict(probes.times), flops0=dict(probes.flops)
             )
 
+    names = list(args.names)
+    if "all" in names:
+        from cnninv.experiments import REGISTRY
+
+        names = list(REGISTRY)
+    errors = {}
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        rep.reproduce(args.names, tmp, quick=args.quick, device=args.device, log=log)
+        # one experiment at a time in this process, as `reproduce all` runs them, so that
+        # one failing does not lose the others' figures (the report is rebuilt after each)
+        for name in names:
+            try:
+                rep.reproduce([name], tmp, quick=args.quick, device=args.device, log=log)
+            except Exception as exc:  # recorded, and the next experiment runs
+                current.clear()
+                errors[name] = f"{type(exc).__name__}: {str(exc)[:300]}"
         total = time.perf_counter() - start
         elapsed = {}
         for path in Path(tmp).glob("*.json"):
@@ -275,6 +288,7 @@ def main(argv: list[str]) -> int:
         "import_s": import_s,
         "total_s": total,
         "experiments": rows,
+        "errors": errors,
         "peak_rss_bytes": _peak_rss(),
         "probed": probed,
     }

@@ -210,6 +210,7 @@ def run(device: str = "cpu", quick: bool = False, config: Config | None = None) 
         }
     out["all"] = {
         "names": list(cfg.experiments),
+        "errors": probe.get("errors", {}),
         "total_s": probe["total_s"],
         "process_wall_s": probe["process_wall_s"],
         "import_s": probe["import_s"],
@@ -224,11 +225,15 @@ def run(device: str = "cpu", quick: bool = False, config: Config | None = None) 
     if base_src is not None:
         try:
             for name in cfg.compare:
-                before, r0 = _timed_with_rate(
-                    lambda n=name: run_probe([n], cfg, base_src), cfg, dev
-                )
-                after, r1 = _timed_with_rate(lambda n=name: run_probe([n], cfg, src), cfg, dev)
-                b, a = before["experiments"][name], after["experiments"][name]
+                try:
+                    before, r0 = _timed_with_rate(
+                        lambda n=name: run_probe([n], cfg, base_src), cfg, dev
+                    )
+                    after, r1 = _timed_with_rate(lambda n=name: run_probe([n], cfg, src), cfg, dev)
+                    b, a = before["experiments"][name], after["experiments"][name]
+                except (RuntimeError, KeyError) as exc:  # recorded; the others still run
+                    out["compare"].setdefault("errors", {})[name] = str(exc)[-500:]
+                    continue
                 out["compare"]["rows"][name] = {
                     "before_s": b["wall_s"],
                     "after_s": a["wall_s"],
@@ -250,13 +255,15 @@ def run(device: str = "cpu", quick: bool = False, config: Config | None = None) 
             try:
                 time.sleep(0.5 if loaded else 0)
                 r = run_probe(["fig2"], cfg, src, threads=n)
+                wall = r["experiments"]["fig2"]["wall_s"]
+            except (RuntimeError, KeyError) as exc:
+                out["threads"].setdefault("errors", []).append(str(exc)[-300:])
+                continue
             finally:
                 if busy is not None:
                     busy.kill()
                     busy.wait()
-            out["threads"]["rows"].append(
-                {"threads": n, "busy_process": loaded, "wall_s": r["experiments"]["fig2"]["wall_s"]}
-            )
+            out["threads"]["rows"].append({"threads": n, "busy_process": loaded, "wall_s": wall})
     out["machine"] = {**machine_info(dev), "load_average_1m_at_start": load_start}
     return out
 
@@ -351,6 +358,8 @@ def render(result: dict) -> str:
         f"    {'experiment':<20} {'wall':>8} {'peak':>8} {'GFLOP':>9} {'(exec.)':>9} "
         f"{'arith.':>8} {'x arith':>8}  stages",
     ]
+    for name, err in a.get("errors", {}).items():
+        lines.append(f"    {name:<20} FAILED: {err}")
     for name, r in a["experiments"].items():
         peak = r.get("peak_rss_bytes")
         share = ", ".join(
