@@ -108,3 +108,73 @@ def cnninv_iters_to(
             return n
         n += 1
     return n
+
+
+# ----------------------------------------------------------------------------- PyLops
+
+
+def pylops_operator(W: ConvOperator, dtype: str = "float32"):
+    r"""PyLops's own operator for :math:`\mathbf W^T` of a 'valid' conv layer (one sample):
+    per output channel ``m``, a ``ConvolveND`` over the code's channel and spatial axes
+    with the filters ``w[:, m]`` (flipped along the channel axis, centred so that the first
+    channel of the result sums over every code channel), kept by a ``Restriction`` to that
+    channel, the channels stacked by ``VStack``, after a ``Pad`` of the code to the signal's
+    size. The benchmark checks it against ``W.T`` before timing.
+    """
+    import pylops
+    from pylops.signalprocessing import ConvolveND
+
+    w = W.weight.detach().cpu().contiguous().numpy().astype(dtype)  # (K, M, *kernel)
+    K, M = w.shape[:2]
+    nd = w.ndim - 2
+    n, N = tuple(W.output_size), tuple(W.input_size)
+    dims = (K, *N)
+    pad = pylops.Pad(
+        (K, *n), ((0, 0), *[(0, b - a) for a, b in zip(n, N, strict=True)]), dtype=dtype
+    )
+    rows = []
+    for m in range(M):
+        h = np.ascontiguousarray(w[::-1, m])
+        conv = ConvolveND(
+            dims, h, offset=(K - 1, *([0] * nd)), axes=tuple(range(nd + 1)), dtype=dtype
+        )
+        rows.append(pylops.Restriction(dims, [0], axis=0, dtype=dtype) @ conv)
+    return pylops.VStack(rows) @ pad
+
+
+def pylops_fista_to_target(p: Problem, target: np.ndarray, cap: int) -> dict:
+    """PyLops's ``fista`` (its defaults: step from ``Op.eigs``, i.e. ARPACK, as a user
+    gets it) on each sample, to ``target``: the iterations it needs (from its own cost
+    history, then checked in float64), and the time of a run of exactly that many,
+    set-up and step included; a lower bound when ``cap`` iterations do not reach it."""
+    import time
+
+    from pylops.optimization.sparsity import fista as pylops_fista
+
+    Op = pylops_operator(p.W)
+    z = torch.randn(1, *p.W.out_shape, generator=torch.Generator().manual_seed(0))
+    check = np.abs(Op @ z.numpy().ravel() - p.W.T(z).numpy().ravel()).max()
+    scale = float(np.abs(p.W.T(z).numpy()).max()) or 1.0
+    if check > 1e-4 * scale:
+        raise RuntimeError(f"PyLops's operator and W^T differ (relative {check / scale:.2g})")
+    xs = p.x.cpu().numpy().reshape(p.x.shape[0], -1)
+    eps = p.lam / 2  # PyLops: (1/2)||y - Op x||^2 + eps ||x||_1, half of cnninv's
+    iters = []
+    for b, y in enumerate(xs):
+        _, _, cost = pylops_fista(Op, y, niter=cap, eps=eps, tol=0.0)
+        hit = np.nonzero(2 * np.asarray(cost) <= target[b])[0]
+        iters.append(int(hit[0]) + 1 if hit.size else None)
+    reached = all(i is not None for i in iters)
+    n = [i if i is not None else cap for i in iters]
+    t0 = time.perf_counter()
+    codes = [pylops_fista(Op, y, niter=k, eps=eps, tol=0.0)[0] for y, k in zip(xs, n, strict=True)]
+    seconds = time.perf_counter() - t0
+    obj = objective64(p, np.stack(codes).astype(np.float64))
+    return {
+        "iterations": n,
+        "reached": reached and bool((obj <= target * (1 + 1e-6)).all()),
+        "s": seconds,
+        "objective": obj.tolist(),
+        "operator_check_rel": check / scale,
+        "cap": cap,
+    }

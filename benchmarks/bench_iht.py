@@ -37,6 +37,7 @@ Usage::
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import sys
 from dataclasses import asdict, dataclass
@@ -58,6 +59,7 @@ from _timing import (
 
 from cnninv.operators import ConvOperator
 from cnninv.recovery import iht
+from cnninv.recovery.iht import code_domain_cost
 from cnninv.sparsity import model_sparse, num_blocks
 from cnninv.theory import sample_model_sparse
 
@@ -78,6 +80,8 @@ class Setting:
     pool: int | None
     k: int
     batches: tuple[int, ...]
+    sweep: tuple[int, ...] = ()  # k values for the code/signal domain cross-over
+    sweep_batch: int = 0
 
 
 @dataclass
@@ -88,8 +92,32 @@ class Config:
     quick: bool = False
     seed: int = 0
     settings: tuple[Setting, ...] = (
-        Setting("fig2", 1, K=96, M=32, ell=5, D=32, pool=None, k=10, batches=(256, 1)),
-        Setting("2d", 2, K=64, M=16, ell=3, D=16, pool=2, k=314, batches=(64, 1)),
+        Setting(
+            "fig2",
+            1,
+            K=96,
+            M=32,
+            ell=5,
+            D=32,
+            pool=None,
+            k=10,
+            batches=(256, 1),
+            sweep=(1, 2, 5, 10, 20, 30, 40, 48),
+            sweep_batch=256,
+        ),
+        Setting(
+            "2d",
+            2,
+            K=64,
+            M=16,
+            ell=3,
+            D=16,
+            pool=2,
+            k=314,
+            batches=(64, 1),
+            sweep=(5, 10, 20, 40, 80, 160, 314),
+            sweep_batch=64,
+        ),
     )
     iters: int = 10  # iterations per timed call
     check_iters: int = 3  # iterations before comparing the implementations
@@ -103,7 +131,19 @@ class Config:
                 device=device,
                 quick=True,
                 settings=(
-                    Setting("fig2", 1, K=96, M=32, ell=5, D=32, pool=None, k=10, batches=(256,)),
+                    Setting(
+                        "fig2",
+                        1,
+                        K=96,
+                        M=32,
+                        ell=5,
+                        D=32,
+                        pool=None,
+                        k=10,
+                        batches=(256,),
+                        sweep=(10, 48),
+                        sweep_batch=256,
+                    ),
                     Setting("2d", 2, K=64, M=16, ell=3, D=16, pool=2, k=314, batches=(16,)),
                 ),
                 iters=5,
@@ -283,14 +323,31 @@ def bench_setting(cfg: Config, s: Setting, device: torch.device) -> dict[str, An
             ),
         }
         N = cfg.iters
-        n_iter = iht(W, x, s.k, pool=s.pool, max_iter=N).n_iter  # may stop early
+        auto = iht(W, x, s.k, pool=s.pool, max_iter=N)
+        n_iter = auto.n_iter  # may stop early
+        check["cnninv_iht_domain"] = auto.domain
+        check["cnninv_iht_signal"] = _check_same(
+            "iht() signal domain",
+            z_np,
+            flat(iht(W, x, s.k, pool=s.pool, max_iter=ci, domain="signal").z),
+        )
         fns = {
             "cnninv_iht": lambda x=x, N=N: iht(W, x, s.k, pool=s.pool, max_iter=N),
+            "cnninv_iht_signal": lambda x=x, N=N: iht(
+                W, x, s.k, pool=s.pool, max_iter=N, domain="signal"
+            ),
             "cnninv_ops_loop": lambda x=x, N=N: cnninv_loop(W, x, s.k, s.pool, N),
             "torch_dense": lambda x=x, N=N: torch_dense_iht(W_dense_t, x, shape, s.pool, s.k, N),
             "numpy_dense": lambda x_np=x_np, N=N: numpy_iht(W_dense, x_np, shape, s.pool, s.k, N),
         }
-        iters = {"cnninv_iht": n_iter, "cnninv_ops_loop": N, "torch_dense": N, "numpy_dense": N}
+        n_sig = iht(W, x, s.k, pool=s.pool, max_iter=N, domain="signal").n_iter
+        iters = {
+            "cnninv_iht": n_iter,
+            "cnninv_iht_signal": n_sig,
+            "cnninv_ops_loop": N,
+            "torch_dense": N,
+            "numpy_dense": N,
+        }
         if W_cpu is not None:  # the GPU's speed-up over the CPU, in the same run
             x_cpu = x.cpu()
             fns["cnninv_ops_loop_cpu"] = lambda x=x_cpu, N=N: cnninv_loop(W_cpu, x, s.k, s.pool, N)
@@ -320,6 +377,7 @@ def bench_setting(cfg: Config, s: Setting, device: torch.device) -> dict[str, An
             )
         stages = _iteration_stages(W, x, s.k, s.pool, device, rounds=cfg.repeat * 3)
         total = sum(stages.values())
+        rows["cnninv_iht"]["domain"] = auto.domain
         out["batches"].append(
             {
                 "batch": B,
@@ -328,7 +386,52 @@ def bench_setting(cfg: Config, s: Setting, device: torch.device) -> dict[str, An
                 "stages": {n: {"s": v, "share": v / total} for n, v in stages.items()},
             }
         )
+    if s.sweep:
+        out["crossover"] = _sweep(cfg, s, W, device, gen)
     return out
+
+
+def _sweep(cfg: Config, s: Setting, W: ConvOperator, device, gen) -> dict[str, Any]:
+    """iht() in the code and the signal domain over k, same run: the speed-up of the code
+    domain, the cost model's estimate of it, and the cross-over k (where it reaches 1)."""
+    B, N = s.sweep_batch, cfg.iters
+    rows = []
+    for k in s.sweep:
+        z = sample_model_sparse(B, W.out_shape, k, s.pool, generator=gen, device=device)
+        x = W.rmatvec(z).contiguous()
+        a = iht(W, x, k, pool=s.pool, max_iter=N, domain="code")
+        b = iht(W, x, k, pool=s.pool, max_iter=N, domain="signal")
+        same = bool(torch.equal(a.z != 0, b.z != 0))
+        fns = {
+            "code": lambda x=x, k=k: iht(W, x, k, pool=s.pool, max_iter=N, domain="code"),
+            "signal": lambda x=x, k=k: iht(W, x, k, pool=s.pool, max_iter=N, domain="signal"),
+        }
+        numbers = {n: calibrate(f, device=device, target_s=cfg.target_s) for n, f in fns.items()}
+        t = measure_interleaved(fns, device=device, warmup=0, repeat=cfg.repeat, number=numbers)
+        model = code_domain_cost(W, B, k)
+        rows.append(
+            {
+                "k": k,
+                "same_support": same,
+                "code_s_per_iter": t["code"].median / a.n_iter,
+                "signal_s_per_iter": t["signal"].median / b.n_iter,
+                "speedup": paired_ratio(t["signal"], t["code"], a.n_iter / b.n_iter),
+                "model_speedup": model["signal"] / model["code"],
+                "auto": "code" if model["code"] < model["signal"] else "signal",
+            }
+        )
+    measured = _crossing(rows, "speedup")
+    predicted = _crossing(rows, "model_speedup")
+    return {"batch": B, "iters": N, "rows": rows, "crossover_k": measured, "model_k": predicted}
+
+
+def _crossing(rows: list[dict], key: str) -> float | None:
+    """The k where ``key`` falls through 1 (log-linear between the sweep's points)."""
+    for a, b in itertools.pairwise(rows):
+        if a[key] >= 1 > b[key]:
+            fa, fb = math.log(a[key]), math.log(b[key])
+            return a["k"] + (b["k"] - a["k"]) * fa / (fa - fb)
+    return None
 
 
 # ----------------------------------------------------------------------------- run / render
@@ -415,12 +518,38 @@ def render(result: dict) -> str:
                 f"{k} {v['max_abs_diff']:.1e}" for k, v in c.items() if isinstance(v, dict)
             )
             lines.append(
+                f"    {'':>5}  cnninv_iht ran in the {c.get('cnninv_iht_domain', '?')} domain "
+                "(domain='auto', the cost model)"
+            )
+            lines.append(
                 f"    {'':>5}  check: same z as NumPy after {c['iters']} iterations "
                 f"(max |diff|: {diffs})"
             )
             lines.append(
                 f"    {'':>5}  bare iteration, stage by stage: "
                 + ", ".join(f"{n} {p['share']:.0%}" for n, p in entry["stages"].items())
+            )
+        cx = res.get("crossover")
+        if cx:
+            lines.append(
+                f"    code vs signal domain, iht() at batch {cx['batch']}, {cx['iters']} "
+                "iterations (speed-up of the code domain; model: the cost model's estimate)"
+            )
+            lines.append(
+                "      k: "
+                + "  ".join(
+                    f"{r['k']}: {r['speedup']:.2f}x (model {r['model_speedup']:.2f}x"
+                    f"{', ' + r['auto'] if r['auto'] == 'signal' else ''})"
+                    for r in cx["rows"]
+                )
+            )
+            kx, km = cx["crossover_k"], cx["model_k"]
+            lines.append(
+                "      cross-over k (the code domain stops paying): measured "
+                + ("beyond the sweep" if kx is None else f"{kx:.0f}")
+                + ", cost model "
+                + ("beyond the sweep" if km is None else f"{km:.0f}")
+                + ("" if all(r["same_support"] for r in cx["rows"]) else " (SUPPORTS DIFFER)")
             )
         lines.append("")
     lines += [

@@ -117,7 +117,8 @@ def bench_memory(cfg: Config, device: torch.device) -> dict[str, Any]:
     runs = {}
     with tempfile.TemporaryDirectory(prefix="cnninv-bench-") as tmp:
         for name in cfg.experiments:
-            cmd = [py, "-m", "cnninv.cli", "reproduce", name, "--quick", "--no-progress"]
+            cli = "import sys; from cnninv.cli import main; sys.exit(main(sys.argv[1:]))"
+            cmd = [py, "-c", cli, "reproduce", name, "--quick", "--no-progress"]
             cmd += ["--out", str(Path(tmp) / name), "--device", str(device)]
             r = _child(cmd)
             if r["returncode"] != 0:

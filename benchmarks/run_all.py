@@ -25,9 +25,11 @@ import sys
 import time
 from pathlib import Path
 
+import bench_experiments
 import bench_fastpaths
 import bench_iht
 import bench_lasso
+import bench_lipschitz
 import bench_roofline
 import bench_scale
 import bench_sporco
@@ -37,10 +39,12 @@ from _timing import machine_line
 BENCHMARKS = {
     "sporco": bench_sporco,  # 1. Algorithm 2's l1 step vs SPORCO
     "lasso": bench_lasso,  # 2. vs scikit-learn's Lasso on the dense matrix
-    "iht": bench_iht,  # 3. IHT iteration vs the dense matrix
+    "iht": bench_iht,  # 3. IHT iteration vs the dense matrix, code vs signal domain
     "roofline": bench_roofline,  # 4. GFLOP/s vs matmul at VGG sizes
     "scale": bench_scale,  # 5. peak memory of the experiments, scaling
+    "lipschitz": bench_lipschitz,  # 6. step sizes: DFT bound, Lanczos, power method
     "fastpaths": bench_fastpaths,  # the library's fast paths, before/after
+    "experiments": bench_experiments,  # 7. whole experiments vs arithmetic; threads
 }
 
 HERE = Path(__file__).resolve().parent

@@ -1,3 +1,4 @@
+import os
 import sys
 from pathlib import Path
 
@@ -10,8 +11,14 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 @pytest.fixture
 def device():
-    """Tests run on the CPU; the code takes any device."""
-    return torch.device("cpu")
+    """The device of the tests that take one: the CPU, or ``$CNNINV_TEST_DEVICE`` (e.g.
+    ``cuda``, as ``benchmarks/gpu_check.sh`` sets it); asking for a device that is not there
+    is an error, not a silent fall-back to the CPU."""
+    name = os.environ.get("CNNINV_TEST_DEVICE", "cpu").strip() or "cpu"
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        pytest.fail(f"CNNINV_TEST_DEVICE={name!r} but CUDA is not available here")
+    return dev
 
 
 @pytest.fixture

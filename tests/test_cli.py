@@ -5,6 +5,30 @@ import pytest
 from cnninv.cli import main
 
 
+def test_threads_option_sets_and_records_the_thread_count(tmp_path, capsys):
+    import torch
+
+    before = torch.get_num_threads()
+    assert main(["reproduce", "prop1", "--out", str(tmp_path), "--threads", "1"]) == 0
+    assert json.loads((tmp_path / "prop1.json").read_text())["threads"] == 1
+    assert torch.get_num_threads() == before  # restored after the command
+    with pytest.raises(SystemExit) as exc:
+        main(["reproduce", "prop1", "--out", str(tmp_path), "--threads", "0"])
+    assert exc.value.code == 2 and "--threads must be between 1" in capsys.readouterr().err
+
+
+def test_default_threads_leave_half_the_machine(monkeypatch):
+    from cnninv.training import MAX_DEFAULT_THREADS, default_threads
+
+    monkeypatch.delenv("CNNINV_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert 1 <= default_threads() <= MAX_DEFAULT_THREADS
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert default_threads() == 3
+    monkeypatch.setenv("CNNINV_THREADS", "2")
+    assert default_threads() == 2
+
+
 def test_list(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out

@@ -170,3 +170,18 @@ def test_fig3_lambda_sweep_on_small_layers():
     assert len(fig3_lambda_table(r).rows) == 12 and "λ sweep" in fig3_lambda_note(r)
     with pytest.raises(ValueError, match="sweep_lambdas"):
         Config(sweep_lambdas=(0.0, 0.1))
+
+
+def test_reproduce_draws_each_figure_once(tmp_path, monkeypatch):
+    """reproduce draws an experiment's figures from its JSON; the report reuses them."""
+    from cnninv.report import html
+    from cnninv.reproduce import reproduce
+
+    calls = []
+    draw = html.SECTIONS["prop1"]
+    monkeypatch.setitem(html.SECTIONS, "prop1", lambda r: calls.append(1) or draw(r))
+    reproduce(["prop1"], tmp_path, quick=True, log=lambda *a: None)
+    assert len(calls) == 1
+    assert "Proposition 1" in (tmp_path / "report.html").read_text()
+    html.build_report(tmp_path)  # the same JSON in the same process: still drawn once
+    assert len(calls) == 1

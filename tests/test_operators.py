@@ -598,3 +598,20 @@ def test_functional_errors():
         functional.conv_transpose(torch.randn(2, 3, 5), w, stride=2, output_padding=2)
     with pytest.raises(ValueError, match="stride must be positive"):
         functional.conv(x, w, stride=0)
+
+
+def test_circular_layers_refuse_the_zero_padding_shortcuts_and_still_get_a_safe_step():
+    """The DFT bound and the sparse products assume zero padding: a circular layer refuses
+    them by name, and its default norm estimate (Lanczos, with its 2% margin) is a safe step."""
+    from cnninv.operators import ConvOperator
+
+    W = ConvOperator.gaussian(6, 3, (3,), (16,), padding=1, seed=0)
+    Wc = ConvOperator(W.weight, (16,), padding=1, padding_mode="circular")
+    with pytest.raises(ValueError, match="circular"):
+        Wc.norm_sq_bound()
+    with pytest.raises(ValueError, match="circular"):
+        Wc.sparse_kernels()
+    dense = torch.stack([Wc.matvec(e.view(1, 3, 16))[0].flatten() for e in torch.eye(48)], 1)
+    exact = torch.linalg.matrix_norm(dense.double(), 2).item() ** 2
+    est = Wc.norm_sq_estimate()
+    assert exact * (1 - 1e-5) <= est.value <= 1.03 * exact and est.method == "lanczos"

@@ -3,6 +3,7 @@ with its configuration), the figures, and ``DIR/report.html``."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -63,8 +64,11 @@ def reproduce(
                 f"{name}: the result holds a non-finite value (NaN or inf) at {bad}; nothing "
                 "of it was written"
             )
-        written.append(atomic_write_json(out / REGISTRY[name].json_name, result))
-        written += render_experiment(name, result, out)
+        path = atomic_write_json(out / REGISTRY[name].json_name, result)
+        written.append(path)
+        # drawn from the JSON as written, as `cnninv report` draws it: the report then
+        # reuses these figures instead of drawing them again
+        written += render_experiment(name, json.loads(path.read_text(encoding="utf-8")), out)
         log(f"[cnninv] {name}: done in {result.get('elapsed_s', 0):.1f} s -> {written[-1]}")
     written.append(build_report(out))
     log(f"[cnninv] report: {written[-1]}")

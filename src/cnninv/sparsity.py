@@ -50,12 +50,14 @@ __all__ = [
     "VARIANTS",
     "ModelSparse",
     "Pool",
+    "SparseProjection",
     "block_shape",
     "check_k",
     "check_variant",
     "crelu",
     "max_pool_switches",
     "model_sparse",
+    "model_sparse_entries",
     "naive_switches",
     "num_blocks",
     "pool_shape",
@@ -352,6 +354,87 @@ def model_sparse(
         flat = values.flatten(1)
         values = (flat * _top_k_mask(flat.abs(), k)).view_as(values)
     return ModelSparse(_unpool(values, switches, tuple(h.shape[2:]), like=h), values, switches)
+
+
+class SparseProjection(NamedTuple):
+    r""":math:`\mathbb M(h, k)` by its entries (:func:`model_sparse_entries`).
+
+    index : ``(B, k)`` flat positions of the kept entries in a sample's code
+        (channel-major, as ``h[b].flatten()`` orders them).
+    values : ``(B, k)`` their values (zero where a kept block's value is zero).
+    switches : as :class:`ModelSparse`'s, for every block (None when not asked for).
+    """
+
+    index: torch.Tensor
+    values: torch.Tensor
+    switches: torch.Tensor
+
+
+def model_sparse_entries(
+    h: torch.Tensor, k: int, pool: Pool = None, *, variant: str = "abs", switches: bool = True
+) -> SparseProjection:
+    r""":math:`\mathbb M(h, k)` as its ``k`` entries instead of a dense code: the same blocks,
+    switches and values as :func:`model_sparse` (``model_sparse(h, k).code`` is these values
+    scattered at these indices), without writing the code. For solvers that work on sparse
+    codes (:func:`cnninv.recovery.iht` in the code domain); no checks of the values, ``k``
+    must be an integer between 1 and the number of blocks. ``switches=False`` may leave
+    the switches of every block out (None) where they cost a pass of their own: when a
+    block is a whole map, the blocks are ranked by a max and a min reduction and only the
+    ``k`` kept ones are searched for their switch.
+    """
+    check_variant(variant)
+    spatial = _spatial(h)
+    kernel = _kernel(pool, spatial)
+    B, K = h.shape[0], h.shape[1]
+    plane = math.prod(spatial) if spatial else 1
+    if spatial and all(p == 1 for p in kernel):
+        values = h if variant == "abs" else h.clamp_min(0)
+        sw = torch.arange(plane, device=h.device).view(1, 1, *spatial).expand(h.shape)
+        flat = values.reshape(B, -1)
+        entry = _top_k_index(flat.abs() if variant == "abs" else flat, k)
+        return SparseProjection(entry, flat.gather(1, entry), sw)
+    if spatial and kernel == spatial and not switches:
+        return _whole_map_entries(h, k, variant)
+    values, sw = _max_pool_switches(h, kernel, variant)
+    flat = values.reshape(B, -1)
+    block = _top_k_index(flat.abs(), k)  # (B, k) blocks, channel-major
+    per_map = flat.shape[1] // K
+    index = (block // per_map) * plane + sw.reshape(B, -1).gather(1, block)
+    return SparseProjection(index, flat.gather(1, block), sw)
+
+
+def _whole_map_entries(h: torch.Tensor, k: int, variant: str) -> SparseProjection:
+    """:func:`model_sparse_entries` when every block is a whole map: the block values from
+    one max (and one min) reduction, the switches of the ``k`` kept blocks only (the first
+    maximum, as max pooling's). Same blocks, switches and values."""
+    B, K = h.shape[:2]
+    dims = tuple(range(2, h.dim()))
+    plane = math.prod(h.shape[2:])
+    top = h.amax(dims)
+    score = torch.maximum(top, h.amin(dims).neg()) if variant == "abs" else top.clamp_min(0)
+    block = _top_k_index(score, k)  # (B, k) channels
+    if h.permute(0, *dims, 1).is_contiguous():  # channels-last memory
+        maps = h.permute(0, *dims, 1).reshape(B, plane, K)
+        cols = maps.gather(2, block.unsqueeze(1).expand(B, plane, k)).transpose(1, 2)
+    else:
+        maps = h.reshape(B, K, plane)
+        cols = maps.gather(1, block.unsqueeze(2).expand(B, k, plane))
+    cols = cols.contiguous()  # (B, k, plane)
+    # the first maximum of each kept map, as max pooling finds it (and several times
+    # faster than argmax over a short axis on the CPU)
+    _, sw = F.max_pool1d(cols.abs() if variant == "abs" else cols, plane, return_indices=True)
+    values = cols.gather(2, sw).squeeze(2) if variant == "abs" else score.gather(1, block)
+    return SparseProjection(block * plane + sw.squeeze(2), values, None)
+
+
+def _top_k_index(score: torch.Tensor, k: int) -> torch.Tensor:
+    """The indices ``(B, k)`` of the set :func:`_top_k_mask` keeps (the same set, ties
+    included: the same selection)."""
+    n = score.shape[1]
+    if k > n // 2:
+        mask = _top_k_mask(score, k)
+        return mask.nonzero()[:, 1].view(score.shape[0], k)
+    return score.topk(k, dim=1, sorted=False).indices
 
 
 def _top_k_mask(score: torch.Tensor, k: int) -> torch.Tensor:

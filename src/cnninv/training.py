@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import json
 import math
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,9 @@ import torch
 from cnninv.io import atomic_write
 
 __all__ = [
+    "MAX_DEFAULT_THREADS",
     "cosine_lr",
+    "default_threads",
     "derive_seed",
     "load_checkpoint",
     "save_checkpoint",
@@ -80,6 +83,35 @@ def load_checkpoint(path: str | Path, *, restart_hint: str = "") -> dict[str, An
             f"checkpoint {path} holds a {type(state).__name__}, not a cnninv checkpoint{hint}"
         )
     return state
+
+
+#: The most threads :func:`default_threads` picks: beyond it the experiments' small
+#: products gain nothing, and the machine is usually shared.
+MAX_DEFAULT_THREADS = 8
+
+
+def default_threads() -> int:
+    """The command line's thread count when ``--threads`` is not given: ``$CNNINV_THREADS``
+    or ``$OMP_NUM_THREADS`` when set, else half the CPUs this process may run on (at least
+    1, at most :data:`MAX_DEFAULT_THREADS`).
+
+    Half, because the machine is shared (a laptop's browser, other jobs): with as many
+    threads as cores, every torch operation is a parallel region that waits for all of its
+    threads, and one other busy process makes each wait a time slice; on a 2-core machine
+    with one busy process, ``cnninv reproduce fig2`` took 3.5 times as long with 2 threads
+    as with 1 (BENCHMARKS.md, "threads"). It depends on the machine only, so that the same
+    seed gives the same numbers whatever the load (the thread count changes how sums are
+    split, so it can change float rounding; the JSONs record it).
+    """
+    for name in ("CNNINV_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(name, "").strip()
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(1, min(MAX_DEFAULT_THREADS, cpus // 2))
 
 
 @contextlib.contextmanager

@@ -25,6 +25,7 @@ from cnninv.analysis.reconstruction import (
     k_for_fraction,
     next_layer,
     reconstruct_activation,
+    reconstruct_activation_iters,
 )
 
 __all__ = [
@@ -41,4 +42,5 @@ __all__ = [
     "k_for_fraction",
     "next_layer",
     "reconstruct_activation",
+    "reconstruct_activation_iters",
 ]

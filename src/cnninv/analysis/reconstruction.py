@@ -26,7 +26,14 @@ from cnninv.operators import ConvOperator
 from cnninv.recovery import iht
 from cnninv.sparsity import Pool, num_blocks
 
-__all__ = ["FILTERS", "NextLayer", "k_for_fraction", "next_layer", "reconstruct_activation"]
+__all__ = [
+    "FILTERS",
+    "NextLayer",
+    "k_for_fraction",
+    "next_layer",
+    "reconstruct_activation",
+    "reconstruct_activation_iters",
+]
 
 #: The filters of :func:`next_layer`: the network's own, or Gaussian of the same size.
 FILTERS = ("learned", "random")
@@ -143,3 +150,48 @@ def reconstruct_activation(
         # a decoder's convolutions round its output
         f_hat = rescale_to(f_hat.contiguous(), f)
     return f_hat, relative_error(f_hat, f)
+
+
+def reconstruct_activation_iters(
+    W: ConvOperator,
+    f: torch.Tensor,
+    k: int | None,
+    iters: Sequence[int],
+    *,
+    pool: Pool = 2,
+    variant: str = "abs",
+    rescale: bool = True,
+) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+    r""":func:`reconstruct_activation` for several iteration counts at once: ``{iters:
+    (f_hat, error)}``, the same numbers as one call per count.
+
+    Normalised IHT's first iterations are the same whatever ``max_iter``, so the counts
+    above 1 share one run of the largest, read at each count on the way (and its
+    reconstruction :math:`\mathbf W^T\hat z_i` computed as the run would); 1 is its own
+    run (the paper's step 1).
+    """
+    counts = sorted({check_positive_int(i, "iters") for i in iters})
+    if not counts:
+        raise ValueError("iters must name at least one iteration count")
+    check_finite(f, "f")
+    out = {}
+    if counts[0] == 1:
+        out[1] = reconstruct_activation(
+            W, f, k, pool=pool, variant=variant, iters=1, rescale=rescale
+        )
+    wanted = [c for c in counts if c > 1]
+    if not wanted:
+        return out
+    codes: dict[int, torch.Tensor] = {}
+    res = iht(
+        W, f, k, pool=pool, variant=variant, max_iter=wanted[-1], step="normalized",
+        callback=lambda i, z, stat: codes.__setitem__(i, z) if i in wanted else None,
+    )  # fmt: skip
+    for c in wanted:
+        # a run of c iterations ends at c, or earlier when it has converged
+        x_hat = res.x_hat if c >= res.n_iter else W.rmatvec(codes[c])
+        f_hat = x_hat.reshape(f.shape)
+        if rescale:
+            f_hat = rescale_to(f_hat.contiguous(), f)
+        out[c] = (f_hat, relative_error(f_hat, f))
+    return out

@@ -15,8 +15,10 @@ import sys
 import warnings
 from collections.abc import Sequence
 
+import torch
+
 from cnninv.cli import analyze, design, inversion, reproduce
-from cnninv.cli._args import Parser, stderr_line
+from cnninv.cli._args import Parser, apply_threads, stderr_line
 
 __all__ = ["build_parser", "main"]
 
@@ -51,7 +53,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers = {name: fn for group in _GROUPS for name, fn in group.COMMANDS.items()}
     previous = warnings.showwarning
     warnings.showwarning = _show_warning
+    threads_before = torch.get_num_threads()
     try:
+        if hasattr(args, "threads"):
+            apply_threads(args.threads)
         handlers[args.command](args)
     except (ValueError, OSError) as exc:
         stderr_line(f"cnninv: error: {_error_text(exc)}")
@@ -61,6 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     finally:
         warnings.showwarning = previous
+        torch.set_num_threads(threads_before)  # main() may run inside a program (tests)
     # the work is done and on disk: an interrupt while the interpreter shuts down (thread
     # pools, progress bars) must not print a traceback
     signal.signal(signal.SIGINT, signal.SIG_IGN)

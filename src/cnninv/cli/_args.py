@@ -14,11 +14,13 @@ from pathlib import Path
 __all__ = [
     "MAX_ITERS",
     "Parser",
+    "apply_threads",
     "check_output",
     "int_arg",
     "parse_set",
     "positive_float",
     "seed_arg",
+    "threads_option",
 ]
 
 #: The largest iteration count any option accepts (a million iterations of the smallest
@@ -74,6 +76,29 @@ def positive_float(text: str) -> float:
 
 
 positive_float.__name__ = "number"
+
+
+def threads_option(p: argparse.ArgumentParser) -> None:
+    """``--threads N``: torch's thread count for the command."""
+    p.add_argument(
+        "--threads",
+        type=int_arg(1, 1024, "--threads"),
+        help="CPU threads (default: $CNNINV_THREADS or $OMP_NUM_THREADS, else half the "
+        "CPUs, at most 8: a shared machine does not stall)",
+    )
+
+
+def apply_threads(threads: int | None) -> int:
+    """Set torch's intra-op thread count to ``threads`` (None: the default of
+    :func:`cnninv.training.default_threads`); returns it."""
+    import torch
+
+    from cnninv.training import default_threads
+
+    n = threads if threads is not None else default_threads()
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    return n
 
 
 def parse_set(items: Sequence[str]) -> dict[str, str]:

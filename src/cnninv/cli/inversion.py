@@ -16,6 +16,7 @@ from cnninv.cli._args import (
     int_arg,
     positive_float,
     seed_arg,
+    threads_option,
 )
 
 #: The largest image side ``invert --size`` takes (VGG16's pool1 of a 2048² photo
@@ -30,6 +31,7 @@ COMMANDS = ("invert", "train-decoder")
 def _device_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=seed_arg, default=0, help="random seed (default 0)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    threads_option(p)
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 

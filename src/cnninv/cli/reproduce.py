@@ -6,18 +6,19 @@ import argparse
 import sys
 from pathlib import Path
 
-from cnninv.cli._args import check_output, int_arg, parse_set, seed_arg
+from cnninv.cli._args import check_output, int_arg, parse_set, seed_arg, threads_option
 
 __all__ = ["COMMANDS", "add_parsers", "common_options"]
 
 
 def common_options(p: argparse.ArgumentParser) -> None:
-    """``--out``, ``--seed``, ``--device``, ``--quick``, ``--no-progress``."""
+    """``--out``, ``--seed``, ``--device``, ``--threads``, ``--quick``, ``--no-progress``."""
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument(
         "--seed", type=seed_arg, default=0, help="random seed, 0 ≤ seed < 2^63 (default 0)"
     )
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    threads_option(p)
     p.add_argument("--quick", action="store_true", help="small, fast version")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -261,6 +262,24 @@ def check_data(dataset: str, data_path: str | os.PathLike | None) -> Path:
     return folder
 
 
+def _warn_oversubscribed(config: Config) -> None:
+    """A local cluster's workers share this machine's CPUs with their tasks' threads: more
+    threads than CPUs make every parallel region wait (no effect on the numbers)."""
+    if config.scheduler is not None:
+        return
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    if config.n_workers * config.threads > cpus:
+        warnings.warn(
+            f"table1: n_workers={config.n_workers} x threads={config.threads} runs "
+            f"{config.n_workers * config.threads} threads on {cpus} CPUs (oversubscribed: "
+            "slower, not faster); lower n_workers or threads",
+            stacklevel=2,
+        )
+
+
 def _specs(config: Config, data_path: str, checkpoint_dir: Path, threads: int) -> list[dict]:
     return [
         make_spec(
@@ -311,6 +330,7 @@ def run(config: Config, progress: bool = False) -> dict:
     ckpt = Path(config.checkpoint_dir).expanduser() if config.checkpoint_dir else None
     ckpt = (ckpt or default_checkpoint_dir()).resolve()
     specs = _specs(config, str(folder), ckpt, config.threads)
+    _warn_oversubscribed(config)
     if config.restart:
         for spec in specs:
             forget(spec)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from cnninv._checks import make_generator
-from cnninv.analysis import next_layer, reconstruct_activation
+from cnninv.analysis import next_layer, reconstruct_activation_iters
 from cnninv.experiments import paper
 from cnninv.experiments._common import check_config, environment, progress_bar
 from cnninv.experiments._inputs import load_inputs_for
@@ -76,9 +76,11 @@ def run(config: Config, progress: bool = False) -> dict:
     iters = config.iteration_list()
     published = paper.TABLE4_ACTIVATION if net.name == "vgg16" else {}
     results = {}
+    # every pooling layer's activations from one pass through the network
+    names = {pool_name: qualified_name(net.model, pool_name) for pool_name, _ in pairs}
+    acts = capture(net.model, x, list(names.values()), batch_size=config.batch)
     for pool_name, conv_name in progress_bar(pairs, enabled=progress, desc="table4"):
-        f = capture(net.model, x, [qualified_name(net.model, pool_name)], batch_size=config.batch)
-        f = next(iter(f.values()))
+        f = acts.pop(names[pool_name])
         nxt = next_layer(
             net.model, pool_name, f, unit_norm=config.normalize_filters, pool=config.pool,
             batch_size=config.batch,
@@ -89,10 +91,10 @@ def run(config: Config, progress: bool = False) -> dict:
         for s in range(0, f.shape[0], config.batch):
             fb = f[s : s + config.batch]
             for name, op in (("learned", W), ("random", Wr)):
-                for it in iters:
-                    _, e = reconstruct_activation(
-                        op, fb, k, pool=config.pool, variant=config.variant, iters=it
-                    )
+                recon = reconstruct_activation_iters(
+                    op, fb, k, iters, pool=config.pool, variant=config.variant
+                )
+                for it, (_, e) in recon.items():
                     errs[name].setdefault(it, []).append(e.cpu())
             noise = random_activation(fb, gen)
             rand_errs.append(relative_error(noise, fb).cpu())

@@ -46,7 +46,7 @@ from cnninv._checks import (
     make_generator,
     resolve_device,
 )
-from cnninv.operators.base import LinearOperator
+from cnninv.operators.base import LANCZOS_STEPS, LinearOperator, NormSqEstimate
 from cnninv.operators.functional import (
     _conv,
     _conv_transpose,
@@ -54,8 +54,9 @@ from cnninv.operators.functional import (
     _pad_circular_adjoint,
     channels_last,
 )
+from cnninv.operators.sparse import SparseCode, SparseKernels
 
-__all__ = ["PADDING_MODES", "ConvOperator"]
+__all__ = ["PADDING_MODES", "ConvOperator", "dft_cost"]
 
 #: Padding modes of :class:`ConvOperator`: zeros (every CNN's default) or circular.
 PADDING_MODES = ("zeros", "circular")
@@ -412,3 +413,135 @@ class ConvOperator(LinearOperator):
             self.groups,
             self.padding_mode,
         )
+
+    # ------------------------------------------------------------------ the norm, for free
+    def norm_sq_bound(self) -> float:
+        r"""An upper bound on :math:`\|\mathbf W\|_2^2` from the filters' DFTs, without
+        iterations (computed once, kept until the filters change).
+
+        A stride-1 convolution on inputs zero-padded to :math:`N = D + 2p` (per axis) is a
+        block of rows and columns of the circular convolution of length :math:`N`, whose
+        singular values are those of the :math:`K\times M` matrices of the filters' DFTs
+        :math:`\hat w(\omega)` at the :math:`N` frequencies (a block-circulant matrix is
+        block-diagonalised by the DFT). So :math:`\|\mathbf W\|^2 \le \max_\omega
+        \sigma_{\max}(\hat w(\omega))^2`, one batched Hermitian eigenvalue problem of size
+        :math:`\min(K, M)` per frequency (half of them: the filters are real). A stride
+        :math:`t` keeps a subset of the rows, so the bound holds, but loosely (about
+        :math:`t` times :math:`\|\mathbf W\|^2`); dilation and groups are exact. The
+        boundary makes :math:`\mathbf W` a little smaller than the circulant: the bound is
+        within 0.4-2.5% of the norm at the sizes of ``benchmarks/bench_lipschitz.py``.
+        Only for zero padding (``ValueError`` for ``padding_mode="circular"``, whose
+        periodic copies of the border are not an embedding into that circulant).
+        """
+        if self._wraps():
+            raise ValueError(
+                "norm_sq_bound holds for zero padding only, not padding_mode='circular'"
+            )
+        return self._derived("norm_sq_bound", _dft_norm_sq)
+
+    def _wraps(self) -> bool:
+        """Whether the layer pads periodically (a border that is not zeros)."""
+        return self.padding_mode == "circular" and any(p > 0 for p in self.padding)
+
+    def _norm_sq_estimate(self) -> NormSqEstimate:
+        """The DFT bound where it is tight (stride 1, zero padding) and cheaper than Lanczos
+        by the cost model of :func:`dft_cost`, else Lanczos."""
+        cost = dft_cost(self)
+        if cost["tight"] and not self._wraps() and cost["dft"] < cost["lanczos"]:
+            return NormSqEstimate(self.norm_sq_bound(), "dft", True)
+        return super()._norm_sq_estimate()
+
+    # ------------------------------------------------------------------ sparse codes
+    def sparse_kernels(self) -> SparseKernels:
+        """The tables of the sparse products (see :mod:`cnninv.operators.sparse`), built
+        once per filter bank. Zero padding only (``ValueError`` for a circular one)."""
+        if self._wraps():
+            raise ValueError(
+                "sparse products hold for zero padding only, not padding_mode='circular'"
+            )
+        return self._derived("sparse_kernels", SparseKernels)
+
+    def sparse_rmatvec(self, code: SparseCode) -> torch.Tensor:
+        r""":math:`\mathbf W^T z` for a code given by its entries (:class:`SparseCode`,
+        ``(B, s)`` each): ``s`` scaled filter placements per sample, :math:`O(s\,M\ell)`
+        instead of the transposed convolution's :math:`O(KM\ell n)`. Returns
+        ``(B, M, *input_size)`` in :meth:`native_layout` (channels-last on the CPU). No
+        checks beyond shapes (a solver's inner loop); indices must lie in the code."""
+        return self.sparse_kernels().rmatvec(_check_sparse(code, self))
+
+    def sparse_gram(self, code: SparseCode) -> torch.Tensor:
+        r""":math:`\mathbf W\mathbf W^T z` for a code given by its entries, through the
+        Gram operator (the filters' cross-correlations, :math:`2\ell-1` taps per axis at
+        stride 1): :math:`O(s\,K(2\ell-1))` per sample. Only for a layer without padding
+        (``ValueError`` otherwise: a padded layer's Gram operator is not a convolution).
+        Returns ``(B, K, *output_size)`` in :meth:`native_layout`."""
+        return self.sparse_kernels().gram(_check_sparse(code, self))
+
+
+#: The cost model of :func:`dft_cost`, in nanoseconds of one CPU core, measured once by
+#: ``benchmarks/bench_lipschitz.py``: per frequency, a Hermitian eigenvalue problem of
+#: size m = min(K, M) (``eig`` per m^3) and the Gram matrix of the filters' DFT (``gram``
+#: per K M m); per Lanczos step, the two products on one sample (``mac`` per multiply-add),
+#: their calls (``call``) and the recurrence (``elem`` per entry of the input, five passes).
+_DFT_COST = {"eig": 1.1, "gram": 0.22, "mac": 0.05, "call": 50e3, "elem": 1.0}
+
+
+def dft_cost(op: ConvOperator) -> dict:
+    """Estimated nanoseconds of :meth:`ConvOperator.norm_sq_bound` (``"dft"``) and of
+    Lanczos' 30 steps (``"lanczos"``), and whether the bound is tight (stride 1);
+    :meth:`~LinearOperator.norm_sq_estimate` uses the bound when it is tight and cheaper."""
+    m = min(op.K, op.M)
+    sizes = [d + 2 * p for d, p in zip(op.input_size, op.padding, strict=True)]
+    freqs = math.prod(sizes[:-1]) * (sizes[-1] // 2 + 1)
+    dft = freqs * (m**3 * _DFT_COST["eig"] + op.K * op.M * m * _DFT_COST["gram"])
+    macs = 2 * op.K * (op.M // op.groups) * math.prod(op.kernel_size) * math.prod(op.output_size)
+    # per step: the two products and the recurrence's few passes over the input
+    step = (
+        macs * _DFT_COST["mac"] + _DFT_COST["call"] + 5 * math.prod(op.in_shape) * _DFT_COST["elem"]
+    )
+    lanczos = LANCZOS_STEPS * step
+    return {"dft": dft, "lanczos": lanczos, "tight": all(t == 1 for t in op.stride)}
+
+
+def _dft_norm_sq(op: ConvOperator) -> float:
+    """:meth:`ConvOperator.norm_sq_bound`, computed (complex64, frequencies in chunks)."""
+    # single precision, then a margin far above its rounding (eigvalsh is backward stable:
+    # an error of about m eps ||A||, FFT and Gram products a few eps more)
+    w = op.weight.detach().to(torch.float32).contiguous()
+    K, Mg = w.shape[:2]
+    ndim = w.dim() - 2
+    spans = [a * (ell - 1) + 1 for a, ell in zip(op.dilation, w.shape[2:], strict=True)]
+    full = w.new_zeros((K, op.M, *spans))  # block-diagonal over the groups, dilated taps
+    per = K // op.groups
+    taps = tuple(slice(None, None, a) for a in op.dilation)
+    for g in range(op.groups):
+        full[(slice(g * per, (g + 1) * per), slice(g * Mg, (g + 1) * Mg), *taps)] = w[
+            g * per : (g + 1) * per
+        ]
+    sizes = [d + 2 * p for d, p in zip(op.input_size, op.padding, strict=True)]
+    spectrum = torch.fft.rfftn(full, s=sizes, dim=tuple(range(2, 2 + ndim)))
+    spectrum = spectrum.flatten(2).permute(2, 0, 1)  # (frequencies, K, M)
+    chunk = max(1, 2**24 // max(1, K * op.M))
+    best = 0.0
+    for start in range(0, spectrum.shape[0], chunk):
+        f = spectrum[start : start + chunk]
+        gram = f.mH @ f if op.M <= K else f @ f.mH
+        best = max(best, float(torch.linalg.eigvalsh(gram)[:, -1].max()))
+    return best * (1 + 1e-4)
+
+
+def _check_sparse(code: object, op: ConvOperator) -> SparseCode:
+    if not isinstance(code, SparseCode):
+        raise ValueError(f"code must be a SparseCode (index, values), got {type(code).__name__}")
+    idx, val = code
+    if idx.dim() != 2 or idx.shape != val.shape or idx.dtype != torch.long:
+        raise ValueError(
+            f"code: index (int64) and values must both be (B, s), got {tuple(idx.shape)} "
+            f"{idx.dtype} and {tuple(val.shape)}"
+        )
+    if val.dtype != op.dtype or val.device != op.device or idx.device != op.device:
+        raise ValueError(
+            f"code values ({val.dtype} on {val.device}) must match the operator's dtype and "
+            f"device ({op.dtype} on {op.device})"
+        )
+    return code

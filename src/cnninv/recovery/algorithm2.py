@@ -93,7 +93,7 @@ def algorithm2(
     k = check_k(k, W.out_shape, pool)
     check_variant(variant)
     check_criterion(criterion, tol, lam)
-    lipschitz = check_lipschitz(W, lipschitz)
+    lipschitz, source = check_lipschitz(W, lipschitz)
     opts = dict(
         nonneg=nonneg,
         max_iter=max_iter,
@@ -107,6 +107,7 @@ def algorithm2(
     proj = model_sparse(init.z, k, pool, variant=variant)
     mask = proj.code != 0
     restricted = fista(W, xb, lam, mask=mask, z0=proj.code, **opts)
+    init.lipschitz_source = restricted.lipschitz_source = source  # one L for both
     out = (restricted.z, init.z, proj.code, mask, proj.switches, restricted.x_hat)
     if unbatched:
         out = tuple(o[0] for o in out)

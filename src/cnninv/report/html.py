@@ -5,9 +5,11 @@ title); no experiment code is imported."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import json
 import warnings
+from collections import OrderedDict
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -31,9 +33,39 @@ details{margin:.5em 0;font-size:.85em} code,pre{font-size:.85em}
 """
 
 
-def render_experiment(name: str, result: dict, out_dir: str | Path) -> list[Path]:
-    """Write the figures of one experiment into ``out_dir``; returns their paths."""
+#: Sections already drawn in this process, by experiment and the JSON of their result:
+#: ``reproduce`` draws an experiment's figures, then the report would draw them again
+_DRAWN: OrderedDict[tuple[str, str], Section] = OrderedDict()
+_DRAWN_MAX = 32
+
+
+def _result_key(name: str, result: dict) -> tuple[str, str] | None:
+    try:
+        text = json.dumps(result, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError):  # tensors, NaN: not a result as read from its JSON
+        return None
+    return name, hashlib.sha256(text.encode()).hexdigest()
+
+
+def _section(name: str, result: dict) -> Section:
+    """``SECTIONS[name](result)``, drawn once per process for the same result."""
+    key = _result_key(name, result)
+    if key is not None and key in _DRAWN:
+        _DRAWN.move_to_end(key)
+        return _DRAWN[key]
     section = SECTIONS[name](result)
+    if key is not None:
+        _DRAWN[key] = section
+        while len(_DRAWN) > _DRAWN_MAX:
+            _DRAWN.popitem(last=False)
+    return section
+
+
+def render_experiment(name: str, result: dict, out_dir: str | Path) -> list[Path]:
+    """Write the figures of one experiment into ``out_dir``; returns their paths. A result
+    as read from its JSON is drawn once per process: :func:`build_report` then reuses the
+    figures instead of drawing them again."""
+    section = _section(name, result)
     return [atomic_write_bytes(Path(out_dir) / fn, png) for fn, png in section.figures.items()]
 
 
@@ -92,7 +124,7 @@ def build_report(out_dir: str | Path) -> Path:
             continue
         path, result = results[name]
         try:
-            found.append((name, result, SECTIONS[name](result)))
+            found.append((name, result, _section(name, result)))
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
             warnings.warn(
                 f"report: skipped {path}: not a readable {name} result "
