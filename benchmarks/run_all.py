@@ -25,6 +25,7 @@ import sys
 import time
 from pathlib import Path
 
+import bench_decoders
 import bench_fastpaths
 import bench_iht
 import bench_lasso
@@ -40,6 +41,7 @@ BENCHMARKS = {
     "iht": bench_iht,  # 3. IHT iteration vs the dense matrix
     "roofline": bench_roofline,  # 4. GFLOP/s vs matmul at VGG sizes
     "scale": bench_scale,  # 5. peak memory of the experiments, scaling
+    "decoders": bench_decoders,  # 6. decoder training, optimisation vs decoder per image
     "fastpaths": bench_fastpaths,  # the library's fast paths, before/after
 }
 

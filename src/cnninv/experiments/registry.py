@@ -13,6 +13,7 @@ from cnninv.experiments import (
     inversion_baselines,
     inversion_figs,
     prop1,
+    switches,
     table1,
     table2,
     table3,
@@ -97,6 +98,13 @@ REGISTRY: dict[str, Experiment] = {
             inversion_figs.Fig4Config,
             inversion_figs.run,
             quick=INVERSION_QUICK,
+        ),
+        Experiment(
+            "switches",
+            "What the switches carry: images from values and/or switches, pool1-pool4 (§5)",
+            switches.Config,
+            switches.run,
+            quick={**INVERSION_QUICK, **switches.QUICK},
         ),
         Experiment(
             "fig5",
