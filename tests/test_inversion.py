@@ -379,6 +379,41 @@ def test_training_crops_are_the_photos_resized_flipped_and_cut(photos):
     assert not torch.equal(PhotoCrops(train, CAFFE_BGR, 16, "24-40", seed=6)[7], ds[7])
 
 
+def test_crops_of_encoded_photos_carry_the_right_switches(photos):
+    """With encode="photos" a crop is cut from the whole photo's encoding: its image,
+    activation and every pool's switches are those of the (resized, flipped) photo there,
+    recomputed by brute force."""
+    from PIL import Image
+
+    from cnninv.inversion.crops import EncodedPhotos
+
+    train, _ = photos
+    net = toy_net()
+    ep = EncodedPhotos(train, net.convention, 16, "32,40", model=net.model, layer="pool2",
+                       seed=0)  # fmt: skip
+    x, f, switches, sizes = ep.batch(range(12))
+    assert sizes == [(16, 16), (8, 8)] and f.shape == (12, 6, 4, 4)
+    feats = net.model.features
+    assert {ep.draw(g).flip for g in range(12)} == {False, True}
+    for b in range(12):
+        d = ep.draw(b)
+        assert d.top % 4 == 0 and d.left % 4 == 0
+        img = Image.open(train[d.photo]).convert("RGB").resize((d.side, d.side), Image.BILINEAR)
+        arr = np.asarray(img, dtype=np.float32)[:, ::-1] if d.flip else np.asarray(img)
+        rgb = torch.from_numpy(arr.astype(np.float32) / 255).permute(2, 0, 1)
+        full = net.convention.to_input(rgb)[None]
+        t, l_ = d.top, d.left
+        torch.testing.assert_close(x[b], full[0, :, t : t + 16, l_ : l_ + 16], rtol=0, atol=0.1)
+        _, idx1 = nn.functional.max_pool2d(feats[:2](full)[..., t : t + 16, l_ : l_ + 16], 2,
+                                           return_indices=True)  # fmt: skip
+        pre2 = feats[:7](full)[..., t // 2 : t // 2 + 8, l_ // 2 : l_ // 2 + 8]
+        pooled, idx2 = nn.functional.max_pool2d(pre2, 2, return_indices=True)
+        assert torch.equal(switches[0][b], idx1[0]) and torch.equal(switches[1][b], idx2[0])
+        torch.testing.assert_close(f[b], pooled[0], rtol=2e-3, atol=1e-3)
+    with pytest.raises(ValueError, match="list of sides"):
+        EncodedPhotos(train, net.convention, 16, "32-40", model=net.model, layer="pool2")
+
+
 def test_step_sampler_shares_every_step_between_processes():
     from cnninv.inversion.crops import StepSampler
 
@@ -414,9 +449,10 @@ class Interrupt(Exception):
     pass
 
 
-def test_interrupted_training_resumes_to_the_same_weights(photos, tmp_path):
+@pytest.mark.parametrize("encode", ["crops", "photos"])
+def test_interrupted_training_resumes_to_the_same_weights(photos, tmp_path, encode):
     train, held = photos
-    net, config = toy_net(), tiny_config()
+    net, config = toy_net(), tiny_config(encode=encode)
     full = train_decoder(net, config, train_paths=train, held_out_paths=held)
 
     ckpt = tmp_path / "run.ckpt"
@@ -452,6 +488,18 @@ def test_interrupted_training_resumes_to_the_same_weights(photos, tmp_path):
     assert not set(t["training_images"]) & set(t["held_out_images"])
     assert np.isfinite(t["held_out_error"])
     assert info.encoder["fingerprint"] == encoder_fingerprint(net.model, "pool2")
+
+
+def test_worker_processes_deliver_the_same_crops(photos):
+    """Crops read by 2 DataLoader worker processes train the weights of crops read here."""
+    train, held = photos
+    here = train_decoder(toy_net(), tiny_config(), train_paths=train, held_out_paths=held)
+    workers = train_decoder(
+        toy_net(), tiny_config(), train_paths=train, held_out_paths=held, workers=2
+    )
+    assert workers.losses == here.losses
+    for a, b in zip(here.decoder.parameters(), workers.decoder.parameters(), strict=True):
+        assert torch.equal(a, b)
 
 
 def test_checkpoint_of_another_configuration_is_refused(photos, tmp_path):

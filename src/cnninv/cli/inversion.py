@@ -47,6 +47,12 @@ def _training_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
     p.add_argument(
+        "--encode",
+        choices=["crops", "photos"],
+        help="crops: stream the photos from disk and encode each crop (default; any folder); "
+        "photos: encode each photo whole once, in memory, and cut the crops from it",
+    )
+    p.add_argument(
         "--feature-weight", type=float, help="weight of the feature loss (default 0: pixels only)"
     )
     p.add_argument("--feature-layer", help="layer of the feature loss (default: the layer)")
@@ -170,6 +176,7 @@ def _train_config(args, layer: str):
         ("scales", "scales"),
         ("feature_weight", "feature_weight"),
         ("feature_layer", "feature_layer"),
+        ("encode", "encode"),
     ):
         if getattr(args, arg, None) is not None:
             values[key] = getattr(args, arg)

@@ -13,6 +13,14 @@ Each worker keeps up to ``cache_size`` decoded photos (shrunk so that their shor
 is the largest scale), so a small photo set is decoded once per worker and a large one
 streams from disk.
 
+:class:`EncodedPhotos` is the other way, for photo sets that fit in memory: each photo is
+encoded once per side and flip (the whole :math:`S\times S` photo, as the experiments
+encode photos), and every crop is cut from the encodings: the image, the activation, and
+each pool's switches re-indexed into the crop. The crops then have no border of their own
+(a pool4 unit sees 212 px: in a 64 px crop encoded alone, every unit sees the crop's
+zero padding, which whole photos do not have), and the encoder runs once per (photo,
+side, flip) instead of once per crop.
+
 :class:`EncodedPhotos` is the other way, for photo sets that fit in memory (the default
 one): each photo is encoded once per side and flip (the whole :math:`S\times S` photo,
 as the experiments encode photos), and every crop is cut from the encodings: the image,
@@ -40,9 +48,11 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from cnninv._checks import check_positive_int
+from cnninv.inversion.decoder import encode
 
 __all__ = [
     "Draw",
+    "EncodedPhotos",
     "PhotoCrops",
     "StepSampler",
     "parse_scales",
@@ -255,3 +265,121 @@ class StepSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return max(0, self.stop - self.start) * self.per_rank
+
+
+def _block_origins(ph: int) -> np.ndarray:
+    """Flat index of the top-left entry of every 2×2 block of a (2ph × 2ph) map."""
+    r = np.arange(ph, dtype=np.int64).reshape(ph, 1)
+    c = np.arange(ph, dtype=np.int64).reshape(1, ph)
+    return (2 * r) * (2 * ph) + 2 * c
+
+
+class EncodedPhotos:
+    """Crops cut from photos encoded once per side and flip (kept in memory).
+
+    Sample ``g`` is drawn as in :class:`PhotoCrops` (photo, side, flip, position), the
+    position rounded down to the grid of ``2^N`` pixels so that the crop covers whole
+    pooling blocks of every pool. The entry (photo, side, flip) is encoded the first time a
+    crop needs it: the image (float16), the activation at ``layer`` (float16) and, for each
+    pool, the position of its switch in its 2×2 block (``dy·2 + dx``, uint8).
+
+    Parameters
+    ----------
+    paths, convention, crop, flip, seed : as :class:`PhotoCrops`.
+    scales : a list of sides (``"192,224,288"``; a range is refused: each side is an
+        entry in memory).
+    model, layer, device : the encoder.
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[str | Path],
+        convention,
+        crop: int,
+        scales: str,
+        *,
+        model,
+        layer: str,
+        device: str | torch.device = "cpu",
+        flip: bool = True,
+        seed: int = 0,
+    ) -> None:
+        if parse_scales(scales)[-1]:
+            raise ValueError(
+                f"encoding whole photos needs a list of sides, not the range {scales!r}"
+            )
+        self.reader = PhotoCrops(paths, convention, crop, scales, flip=flip, seed=seed)
+        self.model, self.layer, self.device = model, layer, torch.device(device)
+        enc = encode(model, torch.zeros(1, 3, crop, crop, device=self.device), layer)
+        self.n_pools = len(enc.switches)
+        self.unit = 2**self.n_pools
+        if crop % self.unit:
+            raise ValueError(f"crop ({crop}) must be a multiple of {self.unit} for {layer}")
+        self._memo: dict[tuple[int, int, bool], tuple] = {}
+
+    @property
+    def crop(self) -> int:
+        return self.reader.crop
+
+    def entry_bytes(self, side: int) -> int:
+        """Memory of one encoded photo of side ``side`` (bytes)."""
+        enc = encode(self.model, torch.zeros(1, 3, side, side, device=self.device), self.layer)
+        return 2 * 3 * side * side + 2 * enc.f.numel() + sum(s.numel() for s in enc.switches)
+
+    def draw(self, index: int) -> Draw:
+        """As :meth:`PhotoCrops.draw`, the position on the ``2^N`` grid."""
+        d = self.reader.draw(index)
+        u = self.unit
+        return Draw(d.photo, d.side, d.flip, u * (d.top // u), u * (d.left // u))
+
+    def _encoded(self, photo: int, side: int, flip: bool) -> tuple:
+        key = (photo, side, flip)
+        if key not in self._memo:
+            from PIL import Image
+
+            img = Image.fromarray(self.reader.photo(photo)).resize(
+                (side, side), Image.Resampling.BILINEAR
+            )
+            arr = np.asarray(img, dtype=np.float32)
+            if flip:
+                arr = arr[:, ::-1]
+            rgb = torch.from_numpy(arr.copy() / np.float32(255.0)).permute(2, 0, 1)
+            x = self.reader.convention.to_input(rgb)[None].to(self.device)
+            enc = encode(self.model, x, self.layer)
+            offsets = []
+            for sw, (_, w) in zip(enc.switches, enc.sizes, strict=True):
+                rows, cols = sw[0] // w, sw[0] % w
+                offsets.append(((rows % 2) * 2 + cols % 2).to(torch.uint8).cpu().numpy())
+            self._memo[key] = (x[0].cpu().half().numpy(), enc.f[0].cpu().half().numpy(), offsets)
+        return self._memo[key]
+
+    def batch(
+        self, indices: Sequence[int]
+    ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor], list[tuple[int, int]]]:
+        """The crops of samples ``indices``: images, activations, switches (indices into
+        each crop's pre-pool maps, as ``max_pool2d`` returns them) and the map sizes."""
+        crop, unit = self.crop, self.unit
+        xs: list[np.ndarray] = []
+        fs: list[np.ndarray] = []
+        sws: list[list[np.ndarray]] = [[] for _ in range(self.n_pools)]
+        for g in indices:
+            d = self.draw(g)
+            x, f, offsets = self._encoded(d.photo, d.side, d.flip)
+            top, left = d.top, d.left
+            xs.append(x[:, top : top + crop, left : left + crop])
+            c, t, l_ = crop // unit, top // unit, left // unit
+            fs.append(f[:, t : t + c, l_ : l_ + c])
+            for level in range(self.n_pools):
+                step = 2 ** (level + 1)  # pool level+1's map is 1/step of the image
+                ph, t2, l2 = crop // step, top // step, left // step
+                off = offsets[level][:, t2 : t2 + ph, l2 : l2 + ph]
+                # flat index in the (2ph x 2ph) pre-pool map: (2r + dy)·2ph + 2c + dx
+                delta = (off >> 1).astype(np.int64) * (2 * ph) + (off & 1)
+                sws[level].append(_block_origins(ph) + delta)
+        sizes = [(crop // 2**level, crop // 2**level) for level in range(self.n_pools)]
+        return (
+            torch.from_numpy(np.stack(xs)).float(),
+            torch.from_numpy(np.stack(fs)).float(),
+            [torch.from_numpy(np.stack(s)) for s in sws],
+            sizes,
+        )

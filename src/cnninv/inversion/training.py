@@ -17,10 +17,12 @@ Training (:func:`train_decoder`)
     ``crop``×``crop`` square at any pixel, so that the pooling grids fall on the content at
     every phase), streamed by ``workers`` DataLoader processes, and runs the frozen
     encoder on them up to the layer (keeping every pool's switches), so a folder of any
-    size trains without being held in memory. (Cutting the crops from photos encoded once,
-    on the pooling grid, trained worse decoders in the same number of steps, and was not
-    faster: docs/decoders.md.) Adam (learning rate decayed along a
-    cosine) minimises the pixel loss of Zhang et al. (2016),
+    size trains without being held in memory. With ``encode="photos"`` the photos are
+    instead encoded whole, once per side and flip, and the crops cut from the encodings
+    (:class:`~cnninv.inversion.crops.EncodedPhotos`): no crop border in the activations of
+    deep layers, whose units see more than a crop, and one encoder pass per photo; which
+    trains better decoders at which layer is measured in docs/decoders.md. Adam (learning
+    rate decayed along a cosine) minimises the pixel loss of Zhang et al. (2016),
     :math:`\|\mathrm{dec}(f, s) - x\|^2 / (\text{output\_scale}^2\,\#x)`, the mean squared
     error in the network's input space (Caffe BGR 0–255 minus the mean for VGG16) divided
     by ``output_scale``² (255²), plus, when ``feature_weight`` > 0, that weight times the
@@ -76,7 +78,14 @@ from cnninv.data.photos import (
     photo_split,
     photos_fingerprint,
 )
-from cnninv.inversion.crops import PhotoCrops, StepSampler, readable_photos, scale_bounds
+from cnninv.inversion.crops import (
+    EncodedPhotos,
+    PhotoCrops,
+    StepSampler,
+    parse_scales,
+    readable_photos,
+    scale_bounds,
+)
 from cnninv.inversion.decoder import (
     FORMAT_VERSION,
     Decoder,
@@ -94,6 +103,7 @@ from cnninv.models.layers import pool_number
 from cnninv.training import cosine_lr, load_checkpoint, save_checkpoint
 
 __all__ = [
+    "ENCODE_MODES",
     "QUICK_TRAINING",
     "RESTART_HINT",
     "TrainConfig",
@@ -107,6 +117,12 @@ __all__ = [
     "held_out_error",
     "train_decoder",
 ]
+
+#: How the training crops are encoded (:class:`TrainConfig`).
+ENCODE_MODES = ("crops", "photos")
+
+#: ``encode="photos"`` refuses photo sets whose encodings would take more memory.
+MEMORY_LIMIT_BYTES = 8 * 2**30
 
 #: How to start over when a checkpoint cannot be used.
 RESTART_HINT = "delete it or rerun with --restart (cnninv train-decoder) to train from scratch"
@@ -139,6 +155,10 @@ class TrainConfig:
     scales : sides the photos are resized to before cropping: ``"224"``, a list
         ``"192,224,288"`` or a range ``"160-320"`` (:func:`~cnninv.inversion.crops.parse_scales`).
     flip : random horizontal flips.
+    encode : ``"crops"`` (each crop encoded alone, photos streamed from disk by DataLoader
+        workers: any folder) or ``"photos"`` (each photo encoded whole once per side and
+        flip and kept in memory, crops cut from the encodings:
+        :class:`~cnninv.inversion.crops.EncodedPhotos`; needs a list of sides).
     feature_weight : weight of the feature loss (0: the pixel loss alone).
     feature_layer : layer of the feature loss (``""``: the decoded layer).
     eval_size : side of the validation and held-out photos for their errors.
@@ -156,6 +176,7 @@ class TrainConfig:
     lr: float = 1e-3
     scales: str = "224"
     flip: bool = True
+    encode: str = "crops"
     feature_weight: float = 0.0
     feature_layer: str = ""
     eval_size: int = 224
@@ -169,6 +190,12 @@ class TrainConfig:
         if isinstance(self.convs, bool) or not isinstance(self.convs, int) or self.convs < 2:
             raise ValueError(f"convs must be an integer >= 2, got {self.convs!r}")
         pool_number(self.layer)
+        if self.encode not in ENCODE_MODES:
+            raise ValueError(f"encode must be one of {ENCODE_MODES}, got {self.encode!r}")
+        if self.encode == "photos" and parse_scales(self.scales)[-1]:
+            raise ValueError(
+                f"scales {self.scales!r} is a range: encode='photos' needs a list of sides"
+            )
         if not (isinstance(self.lr, int | float) and math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
         fw = self.feature_weight
@@ -424,16 +451,31 @@ def train_decoder(
         runner = DistributedDataParallel(
             decoder, device_ids=[dev.index] if dev.type == "cuda" else None
         )
-    dataset = PhotoCrops(train_paths, conv, crop, config.scales, flip=config.flip, seed=config.seed)
-    loader = torch.utils.data.DataLoader(
-        dataset,
-        batch_size=config.batch // world,
-        sampler=StepSampler(step, config.total_steps, config.batch, rank=rank, world=world),
-        num_workers=workers,
-        pin_memory=dev.type == "cuda",
-        prefetch_factor=4 if workers else None,
-        worker_init_fn=_worker_init if workers else None,
-    )
+    sampler = StepSampler(step, config.total_steps, config.batch, rank=rank, world=world)
+    if config.encode == "photos":
+        encoded = EncodedPhotos(
+            train_paths, conv, crop, config.scales, model=model, layer=config.layer,
+            device=dev, flip=config.flip, seed=config.seed,
+        )  # fmt: skip
+        need = len(train_paths) * (2 if config.flip else 1)
+        need *= sum(encoded.entry_bytes(side) for side in parse_scales(config.scales)[:-1])
+        if need > MEMORY_LIMIT_BYTES:
+            raise ValueError(
+                f"the encoded training photos would take {need / 2**30:.1f} GiB (more than "
+                f"{MEMORY_LIMIT_BYTES / 2**30:.0f}): encode crops instead (--encode crops)"
+            )
+        per, indices = config.batch // world, list(sampler)
+        loader = (encoded.batch(indices[i : i + per]) for i in range(0, len(indices), per))
+    else:
+        loader = torch.utils.data.DataLoader(
+            PhotoCrops(train_paths, conv, crop, config.scales, flip=config.flip, seed=config.seed),
+            batch_size=config.batch // world,
+            sampler=sampler,
+            num_workers=workers,
+            pin_memory=dev.type == "cuda",
+            prefetch_factor=4 if workers else None,
+            worker_init_fn=_worker_init if workers else None,
+        )
     autocast = (
         (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if amp else (lambda: nullcontext())
     )
@@ -452,14 +494,20 @@ def train_decoder(
     seen_before = step
     try:
         decoder.train()
-        for x in loader:
+        for item in loader:
             for group in opt.param_groups:
                 group["lr"] = cosine_lr(step, config.total_steps, config.lr)
-            x = x.to(dev, non_blocking=True)
-            with torch.no_grad(), autocast():
-                enc = encode(model, x, config.layer)
+            if config.encode == "photos":
+                x, f, switches, sizes = item
+                x, f = x.to(dev, non_blocking=True), f.to(dev, non_blocking=True)
+                switches = [sw.to(dev, non_blocking=True) for sw in switches]
+            else:
+                x = item.to(dev, non_blocking=True)
+                with torch.no_grad(), autocast():
+                    enc = encode(model, x, config.layer)
+                f, switches, sizes = enc.f, enc.switches, enc.sizes
             with autocast():
-                x_hat = runner(enc.f, enc.switches, enc.sizes)
+                x_hat = runner(f, switches, sizes)
             x_hat = x_hat.float()
             loss = F.mse_loss(x_hat / scale, x / scale)
             if config.feature_weight > 0:
