@@ -51,15 +51,16 @@ SHIPPED_LAYERS = ("pool1", "pool2", "pool3", "pool4")
 SHIPPED_PRESET: dict[str, dict[str, Any]] = {
     layer: {
         "crop": 64,
-        "width": 16,
-        "convs": 2,
-        "epochs": 20,
-        "steps_per_epoch": 50,
+        "width": 32,
+        "convs": 3,
+        "epochs": 12,
+        "steps_per_epoch": 500,
         "batch": 8,
-        "lr": 1e-3,
+        "lr": 3e-3,
         "scales": "224",
         "flip": True,
-        "checkpoint_every": 50,
+        "encode": "crops",
+        "checkpoint_every": 100,
     }
     for layer in SHIPPED_LAYERS
 }
