@@ -871,7 +871,10 @@ def test_cli_refuses_a_decoder_file_of_another_layer(tmp_path):
 
 
 def test_cli_train_decoder_trains_caches_and_writes(tmp_path, capsys):
+    from cnninv.data import load_images
     from cnninv.inversion.shipping import read_manifest
+    from cnninv.inversion.training import held_out_error
+    from cnninv.models import load_network
 
     parser, cli = _parser()
     base = ["train-decoder", "--layer", "pool1", "--epochs", "1", "--steps", "2", "--batch",
@@ -894,6 +897,12 @@ def test_cli_train_decoder_trains_caches_and_writes(tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "vgg16_pool1.safetensors"]
     entry = read_manifest(out)["decoders"]["pool1"]
     assert entry["sha256"] == file_sha256(out / "vgg16_pool1.safetensors")
+    # the error of the float16 weights as written, recomputed
+    stored, _ = load_decoder(out / "vgg16_pool1.safetensors", layer="pool1")
+    net = load_network("vgg16", "imagenet", features_only=True)
+    x, _ = load_images(held_out_photos(), net.convention, size=224)
+    errs = held_out_error(stored, net.model, "pool1", x)
+    assert entry["held_out_error_as_stored"] == pytest.approx(sum(errs) / len(errs), rel=1e-6)
     assert entry["training_photos"] == len(info.training["training_images"])
     with pytest.raises(ValueError, match="pooling layer"):
         cli.handle(parser.parse_args(["train-decoder", "--layer", "conv3_1"]))

@@ -227,11 +227,12 @@ def _out_path(out: Path, net_name: str, layer: str, several: bool) -> tuple[Path
 def _train(args) -> None:
     import shlex
 
+    from cnninv.data import load_images
     from cnninv.data.photos import photo_split
     from cnninv.inversion import decoder_path, load_decoder, save_decoder, train_decoder
     from cnninv.inversion.crops import readable_photos
     from cnninv.inversion.shipping import add_to_manifest
-    from cnninv.inversion.training import distributed_rank
+    from cnninv.inversion.training import distributed_rank, held_out_error
 
     if args.only_images and not args.images:
         raise ValueError("--only-images needs --images FOLDER")
@@ -281,9 +282,21 @@ def _train(args) -> None:
             out, folder = _out_path(Path(args.out), net.name, layer, len(layers) > 1)
             dec, info = load_decoder(path, layer=layer, model=net.model)
             save_decoder(dec, info, out, dtype="float16" if args.half else "float32")
+            # the held-out error of the weights as written (float16 rounds them)
+            stored, _ = load_decoder(out, layer=layer, model=net.model)
+            held, _ = load_images(split.held_out, net.convention, size=224)
+            errs = held_out_error(stored, net.model, layer, held)
+            stored_error = sum(errs) / len(errs)
             if folder:
-                add_to_manifest(out.parent, out, info, info.training.get("command", command))
-            print(f"{layer}: written to {out}" + (" (float16)" if args.half else ""))
+                add_to_manifest(
+                    out.parent, out, info, info.training.get("command", command),
+                    held_out_error_as_stored=stored_error,
+                )  # fmt: skip
+            print(
+                f"{layer}: written to {out}"
+                + (" (float16)" if args.half else "")
+                + f", held-out error as stored {stored_error:.4f}"
+            )
 
 
 def _methods(spec: str) -> list[str]:

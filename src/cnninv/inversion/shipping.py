@@ -108,9 +108,12 @@ def read_manifest(folder: str | Path | None = None) -> dict[str, Any]:
     return data
 
 
-def add_to_manifest(folder: str | Path, file: str | Path, info: DecoderInfo, command: str) -> Path:
+def add_to_manifest(
+    folder: str | Path, file: str | Path, info: DecoderInfo, command: str, **extra: Any
+) -> Path:
     """Record the decoder file ``file`` (in ``folder``) in ``folder``'s manifest, with its
-    SHA-256 and a summary of ``info``; the manifest is rewritten atomically."""
+    SHA-256, a summary of ``info`` and ``extra`` (e.g. the held-out error of the weights as
+    stored); the manifest is rewritten atomically."""
     folder, file = Path(folder), Path(file)
     manifest = read_manifest(folder)
     manifest["format"] = "cnninv.decoders"
@@ -133,6 +136,7 @@ def add_to_manifest(folder: str | Path, file: str | Path, info: DecoderInfo, com
         "validation_error": tr.get("validation_error"),
         "held_out_error": tr.get("held_out_error"),
         "held_out_images": tr.get("held_out_images"),
+        **extra,
     }
     manifest["decoders"] = dict(sorted(manifest["decoders"].items()))
     return atomic_write_json(folder / MANIFEST, manifest)
