@@ -72,7 +72,9 @@ class Config(InversionConfig):
     """The switch experiment: the shared inversion settings (photos, decoders, the
     optimisation); ``optimize_images`` photos go through the optimisation (0: all)."""
 
+    # the optimisation costs minutes per photo and layer on a CPU at 224 px
     optimize_images: int = 2
+    optimize_size: int = 112
     thumb_size: int = 128
 
     def __post_init__(self) -> None:

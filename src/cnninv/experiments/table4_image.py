@@ -89,6 +89,9 @@ class Config(InversionConfig):
 
     variants: bool = True
     optimize: bool = True
+    # the optimisation column costs minutes per photo and layer on a CPU at 224 px
+    optimize_images: int = 2
+    optimize_size: int = 112
 
 
 def _mean(values: list[float]) -> float:
