@@ -521,6 +521,14 @@ def test_checkpoint_of_another_configuration_is_refused(photos, tmp_path):
         )  # fmt: skip
 
 
+def test_mixed_precision_needs_cuda_and_processes_share_the_batch(photos):
+    train, held = photos
+    with pytest.raises(ValueError, match="amp .* needs a CUDA device"):
+        train_decoder(toy_net(), tiny_config(), train_paths=train, held_out_paths=held, amp=True)
+    with pytest.raises(ValueError, match="workers"):
+        train_decoder(toy_net(), tiny_config(), train_paths=train, held_out_paths=held, workers=-1)
+
+
 def test_train_config_is_checked():
     with pytest.raises(ValueError, match="pooling layer"):
         TrainConfig(layer="conv3_1")
@@ -528,6 +536,18 @@ def test_train_config_is_checked():
         TrainConfig(layer="pool5", crop=16, scales="224")
     with pytest.raises(ValueError, match="at least crop"):
         TrainConfig(crop=64, scales="32")
+    with pytest.raises(ValueError, match="at least crop"):
+        TrainConfig(crop=64, scales="48-256")
+    with pytest.raises(ValueError, match="encode must be one of"):
+        TrainConfig(encode="pixels")
+    with pytest.raises(ValueError, match="needs a list of sides"):
+        TrainConfig(encode="photos", scales="160-320")
+    with pytest.raises(ValueError, match="scales must be"):
+        TrainConfig(scales="big")
+    with pytest.raises(ValueError, match="convs"):
+        TrainConfig(convs=1)
+    with pytest.raises(ValueError, match="feature_weight"):
+        TrainConfig(feature_weight=-1.0)
 
 
 def test_get_decoder_trains_once_then_reads_the_cache(monkeypatch, tmp_path):

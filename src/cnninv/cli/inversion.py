@@ -210,8 +210,15 @@ def _init_distributed(device: str) -> str:
     if world < 2 or dist.is_initialized():
         return device
     cuda = str(device).startswith("cuda")
-    dist.init_process_group("nccl" if cuda else "gloo")
-    return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if cuda else device
+    if cuda:
+        import torch
+
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        dist.init_process_group("nccl")
+        return f"cuda:{local}"
+    dist.init_process_group("gloo")
+    return device
 
 
 def _out_path(out: Path, net_name: str, layer: str, several: bool) -> tuple[Path, bool]:
