@@ -49,7 +49,8 @@ SHIPPED_LAYERS = ("pool1", "pool2", "pool3", "pool4")
 #: The training configuration of the shipped decoders (``TrainConfig`` fields per layer),
 #: chosen by the validation error (docs/decoders.md): 12 epochs of 500 steps at pool1 and
 #: pool2, of 250 at pool3 and pool4 (whose steps cost 3–6 times more on the CPU they were
-#: trained on).
+#: trained on); learning rate 3e-3, but 1e-3 at pool3 and pool4, where 3e-3 left the
+#: deeper decoders dead (their ReLUs all off) within the first steps.
 SHIPPED_PRESET: dict[str, dict[str, Any]] = {
     layer: {
         "crop": 64,
@@ -58,7 +59,7 @@ SHIPPED_PRESET: dict[str, dict[str, Any]] = {
         "epochs": 12,
         "steps_per_epoch": 500 if layer in ("pool1", "pool2") else 250,
         "batch": 8,
-        "lr": 3e-3,
+        "lr": 3e-3 if layer in ("pool1", "pool2") else 1e-3,
         "scales": "224",
         "flip": True,
         "encode": "crops",
