@@ -50,6 +50,7 @@ one between the two sets. :func:`photos_fingerprint` hashes the contents of a ph
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import warnings
@@ -204,8 +205,20 @@ DEFAULT_SOURCES: dict[str, PhotoSource] = {
 
 
 def file_sha256(path: str | Path) -> str:
-    """SHA-256 of a file's content."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    """SHA-256 of a file's content (remembered for the process, keyed by the file's path,
+    size and modification time: a training set is hashed once, not once per check)."""
+    p = Path(path).resolve()
+    st = p.stat()
+    return _sha256_of(str(p), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=1 << 20)
+def _sha256_of(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def photos_fingerprint(paths: Sequence[str | Path]) -> str:
