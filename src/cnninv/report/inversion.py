@@ -124,7 +124,12 @@ def decoder_note(layer: str, d: dict) -> str:
     text = (
         f"{layer} decoder ({origin}): SHA-256 {str(d.get('sha256', '?'))[:12]}…, "
         f"{d.get('training_images')} training photos, {d.get('steps')} steps"
-        + (f" ({epochs} epochs of {d.get('steps', 0) // max(epochs, 1)} steps" if epochs else "")
+        + (
+            f" ({epochs} epoch{'s' if epochs != 1 else ''} of "
+            f"{d.get('steps', 0) // max(epochs, 1)} steps"
+            if epochs
+            else ""
+        )
         + (f" of {d.get('batch')} crops)" if epochs and d.get("batch") else (")" if epochs else ""))
         + f", {fmt(d.get('train_seconds'), 0)} s of training; held-out error "
         f"{fmt(d.get('held_out_error'))}"
@@ -435,12 +440,16 @@ def switches_section(r: dict):
     ]
     for lay in layers:
         v = r["layers"][lay]
-        gap = v["values_only"]["error"] - v["values_and_switches"]["error"]
-        notes.append(
-            f"{lay}: the switches lower the decoder's error from "
-            f"{fmt(v['values_only']['error'])} (values only) to "
-            f"{fmt(v['values_and_switches']['error'])} (by {fmt(gap)}); switches alone give "
-            f"{fmt(v['switches_only']['error'])}, neither {fmt(v['neither']['error'])}."
-        )
+        for method, label in (("decoder", "decoder"), ("optimize", "optimisation")):
+            e = {
+                c: (v[c] if method == "decoder" else v[c]["optimize"])["error"] for c in conditions
+            }
+            best = min(e, key=e.get)
+            notes.append(
+                f"{lay}, {label}: error {fmt(e['values_and_switches'])} from values and "
+                f"switches, {fmt(e['values_only'])} from the values alone, "
+                f"{fmt(e['switches_only'])} from the switches alone, {fmt(e['neither'])} from "
+                f"neither; lowest: {conditions[best]}."
+            )
     notes += [decoder_note(lay, r["layers"][lay]["decoder"]) for lay in layers]
     return Section("switches", figures, [table], notes)
