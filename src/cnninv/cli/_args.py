@@ -78,6 +78,20 @@ def positive_float(text: str) -> float:
 positive_float.__name__ = "number"
 
 
+def nonnegative_float(text: str) -> float:
+    """An argument type: a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (value >= 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number >= 0")
+    return value
+
+
+nonnegative_float.__name__ = "number"
+
+
 def threads_option(p: argparse.ArgumentParser) -> None:
     """``--threads N``: torch's thread count for the command."""
     p.add_argument(

@@ -14,6 +14,7 @@ from cnninv.cli._args import (
     MAX_ITERS,
     check_output,
     int_arg,
+    nonnegative_float,
     positive_float,
     seed_arg,
     threads_option,
@@ -60,8 +61,27 @@ def _training_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--width", type=int_arg(1, 1024, "--width"), help="decoder base width (default 16)"
     )
+    p.add_argument(
+        "--convs", type=int_arg(1, 16, "--convs"), help="convolutions per decoder stage (default 2)"
+    )
     p.add_argument("--lr", type=positive_float, help="Adam learning rate (default 1e-3)")
-    p.add_argument("--scales", help="comma-separated sides the photos are resized to (default 224)")
+    p.add_argument(
+        "--scales",
+        help="sides the photos are resized to: '224' (default), '192,224,288' or '160-320'",
+    )
+    p.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
+    p.add_argument(
+        "--encode",
+        choices=["crops", "photos"],
+        help="crops: stream the photos from disk and encode each crop (default; any folder); "
+        "photos: encode each photo whole once, in memory, and cut the crops from it",
+    )
+    p.add_argument(
+        "--feature-weight",
+        type=nonnegative_float,
+        help="weight of the feature loss (default 0: pixels only)",
+    )
+    p.add_argument("--feature-layer", help="layer of the feature loss (default: the layer)")
     p.add_argument(
         "--quick", action="store_true", help="tiny decoders (seconds per layer on 2 CPU cores)"
     )
@@ -104,7 +124,11 @@ def add_parsers(subparsers) -> None:
     inv.add_argument(
         "--filters", default="learned", choices=FILTERS, help="IHT filters (default learned)"
     )
-    inv.add_argument("--decoder", help="decoder file (default: the cached one, trained if missing)")
+    inv.add_argument(
+        "--decoder",
+        help="decoder file (default: the shipped one for VGG16 pool1-pool4, else the cached "
+        "one, trained if missing)",
+    )
     inv.add_argument(
         "--size",
         type=int_arg(16, MAX_IMAGE_SIDE, "--size"),
@@ -134,8 +158,35 @@ def add_parsers(subparsers) -> None:
         "hold out a fixed set of foolbox photos, and save it as safetensors in the cache.",
     )
     tr.add_argument("--layer", required=True, help="pool1…pool5, comma-separated, or 'all'")
-    tr.add_argument("--images", help="folder of extra training photos")
-    tr.add_argument("--out", help="also copy the decoder file here (a .safetensors path)")
+    tr.add_argument(
+        "--images",
+        help="folder of training photos, added to the default photos (any size: streamed)",
+    )
+    tr.add_argument(
+        "--only-images",
+        action="store_true",
+        help="train on the --images folder alone (validation: its photos chosen by hash)",
+    )
+    tr.add_argument(
+        "--preset",
+        choices=["shipped"],
+        help="the settings of the shipped decoders (README: how to retrain them)",
+    )
+    tr.add_argument(
+        "--out",
+        help="also write the decoder here: a .safetensors file, or a folder (one "
+        "vgg16_<layer>.safetensors per layer and a manifest.json with their SHA-256)",
+    )
+    tr.add_argument("--half", action="store_true", help="store float16 weights in --out")
+    tr.add_argument(
+        "--workers",
+        type=int_arg(0, 256, "--workers"),
+        default=1,
+        help="DataLoader processes reading photos (default 1)",
+    )
+    tr.add_argument(
+        "--amp", action="store_true", help="mixed precision (bfloat16 autocast; CUDA only)"
+    )
     tr.add_argument(
         "--restart", action="store_true", help="ignore an existing checkpoint and start over"
     )
@@ -164,19 +215,30 @@ def _net(args):
 
 def _train_config(args, layer: str):
     from cnninv.inversion import QUICK_TRAINING, TrainConfig
+    from cnninv.inversion.shipping import SHIPPED_PRESET
 
     values = dict(QUICK_TRAINING) if args.quick else {}
+    if getattr(args, "preset", None) == "shipped":
+        if layer not in SHIPPED_PRESET:
+            raise ValueError(f"--preset shipped covers {', '.join(SHIPPED_PRESET)}, not {layer}")
+        values = dict(SHIPPED_PRESET[layer])
     for arg, key in (
         ("epochs", "epochs"),
         ("steps", "steps_per_epoch"),
         ("batch", "batch"),
         ("crop", "crop"),
         ("width", "width"),
+        ("convs", "convs"),
         ("lr", "lr"),
         ("scales", "scales"),
+        ("feature_weight", "feature_weight"),
+        ("feature_layer", "feature_layer"),
+        ("encode", "encode"),
     ):
-        if getattr(args, arg) is not None:
+        if getattr(args, arg, None) is not None:
             values[key] = getattr(args, arg)
+    if getattr(args, "no_flip", False):
+        values["flip"] = False
     return TrainConfig(layer=layer, seed=args.seed, **values)
 
 
@@ -194,48 +256,114 @@ def _layers(spec: str, model) -> list[str]:
     return layers
 
 
+def _init_distributed(device: str) -> str:
+    """Under ``torchrun`` (``WORLD_SIZE`` > 1): join the process group (NCCL on CUDA,
+    gloo on the CPU) and return this process's device."""
+    import os
+
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world < 2 or dist.is_initialized():
+        return device
+    cuda = str(device).startswith("cuda")
+    if cuda:
+        import torch
+
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        dist.init_process_group("nccl")
+        return f"cuda:{local}"
+    dist.init_process_group("gloo")
+    return device
+
+
+def _out_path(out: Path, net_name: str, layer: str, several: bool) -> tuple[Path, bool]:
+    """Where --out puts the decoder of ``layer``, and whether it is a folder with a
+    manifest."""
+    if out.suffix != ".safetensors":
+        return out / f"{net_name}_{layer}.safetensors", True
+    if several:
+        return out.with_name(f"{out.stem}_{layer}{out.suffix}"), False
+    return out, False
+
+
 def _train(args) -> None:
-    import shutil
+    import shlex
 
+    from cnninv.data import load_images
     from cnninv.data.photos import photo_split
-    from cnninv.inversion import decoder_path, train_decoder
-    from cnninv.io import atomic_write
+    from cnninv.inversion import decoder_path, load_decoder, save_decoder, train_decoder
+    from cnninv.inversion.crops import readable_photos
+    from cnninv.inversion.shipping import add_to_manifest
+    from cnninv.inversion.training import distributed_rank, held_out_error
 
-    if args.out:
-        check_output(args.out, kind="file")
+    if args.out:  # a .safetensors file, or a folder that receives files and a manifest
+        kind = "file" if Path(args.out).suffix == ".safetensors" else "folder"
+        check_output(args.out, kind=kind)
     if args.images and not Path(args.images).is_dir():
         raise ValueError(f"--images {args.images} is not a folder")
+    if args.only_images and not args.images:
+        raise ValueError("--only-images needs --images FOLDER")
+    device = _init_distributed(args.device)
+    args.device = device
+    rank, world = distributed_rank()
     net = _net(args)
-    split = photo_split(args.images)
-    for layer in _layers(args.layer, net.model):
+    split = photo_split(args.images, defaults=not args.only_images)
+    split.train = readable_photos(split.train)
+    layers = _layers(args.layer, net.model)
+    command = "cnninv " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    for layer in layers:
         config = _train_config(args, layer)
         path = decoder_path(net, config, args.cache, split.train)
         ckpt = path.parent / "checkpoints" / (path.stem + ".ckpt")
         if path.is_file() and not args.restart:
-            _log(f"[cnninv] {layer}: already trained -> {path}")
+            if rank == 0:
+                _log(f"[cnninv] {layer}: already trained -> {path}")
         else:
-            if args.restart:
+            if args.restart and rank == 0:
                 ckpt.unlink(missing_ok=True)
-            _log(
-                f"[cnninv] {layer}: training on {len(split.train)} photos, "
-                f"{len(split.held_out)} held out, {config.total_steps} steps"
-            )
+            if rank == 0:
+                _log(
+                    f"[cnninv] {layer}: training on {len(split.train)} photos "
+                    f"({len(split.validation)} for validation, {len(split.held_out)} held out), "
+                    f"{config.total_steps} steps of {config.batch} crops"
+                    + (f" on {world} processes" if world > 1 else "")
+                )
             res = train_decoder(
                 net, config, train_paths=split.train, held_out_paths=split.held_out,
-                checkpoint=ckpt, resume=not args.restart, out=path, device=args.device,
-                progress=_progress(args), log=_log,
+                validation_paths=split.validation, checkpoint=ckpt, resume=not args.restart,
+                out=path, device=device, workers=args.workers, amp=args.amp,
+                progress=_progress(args), log=_log, record={"command": command},
             )  # fmt: skip
+            if rank != 0:
+                continue
             tr = res.info.training
+            val = tr["validation_error"]
             print(
-                f"{layer}: held-out error {tr['held_out_error']:.4f}, "
-                f"{tr['train_seconds']:.1f} s of training -> {path}"
+                f"{layer}: held-out error {tr['held_out_error']:.4f}"
+                + (f", validation error {val:.4f}" if val is not None else "")
+                + f", {tr['train_seconds']:.1f} s of training -> {path}"
             )
-        if args.out:
-            out = Path(args.out)
-            if len(args.layer.split(",")) > 1 or args.layer == "all":
-                out = out.with_name(f"{out.stem}_{layer}{out.suffix or '.safetensors'}")
-            atomic_write(out, lambda tmp, src=path: shutil.copyfile(src, tmp))
-            print(f"{layer}: copied to {out}")
+        if args.out and rank == 0:
+            out, folder = _out_path(Path(args.out), net.name, layer, len(layers) > 1)
+            dec, info = load_decoder(path, layer=layer, model=net.model)
+            save_decoder(dec, info, out, dtype="float16" if args.half else "float32")
+            # the held-out error of the weights as written (float16 rounds them)
+            stored, _ = load_decoder(out, layer=layer, model=net.model)
+            held, _ = load_images(split.held_out, net.convention, size=224)
+            errs = held_out_error(stored, net.model, layer, held)
+            stored_error = sum(errs) / len(errs)
+            if folder:
+                add_to_manifest(
+                    out.parent, out, info, info.training.get("command", command),
+                    held_out_error_as_stored=stored_error,
+                )  # fmt: skip
+            print(
+                f"{layer}: written to {out}"
+                + (" (float16)" if args.half else "")
+                + f", held-out error as stored {stored_error:.4f}"
+            )
 
 
 def _methods(spec: str) -> list[str]:

@@ -25,7 +25,6 @@ from cnninv.experiments._inversion import InversionConfig, check_layers, decoder
 from cnninv.inversion import (
     IMAGE_ERROR_DEFINITION,
     METHODS,
-    OptimizeOptions,
     encode,
     image_metrics,
     invert,
@@ -34,17 +33,13 @@ from cnninv.inversion import (
 
 __all__ = ["QUICK", "Config", "run"]
 
-#: ``--quick``: the shared tiny decoders, 2 photos at 112 px, 30 optimisation steps.
+#: ``--quick``: 2 photos at 112 px, 30 optimisation steps.
 QUICK = {"max_images": 2, "image_size": 112, "optimize_iters": 30}
 
 
 @dataclass
 class Config(InversionConfig):
     methods: str = "decoder,iht,optimize,deconvnet"
-    optimize_iters: int = 200
-    optimize_lr: float = 0.05
-    tv_weight: float = 0.005
-    alpha_weight: float = 1e-5
     thumb_size: int = 160
     batch: int = 1
 
@@ -56,18 +51,9 @@ class Config(InversionConfig):
         if unknown or not self.method_list():
             raise ValueError(f"methods must be a comma-separated subset of {METHODS}, got "
                              f"{self.methods!r}")  # fmt: skip
-        self.optimize_options()
 
     def method_list(self) -> list[str]:
         return [s.strip() for s in str(self.methods).split(",") if s.strip()]
-
-    def optimize_options(self) -> OptimizeOptions:
-        return OptimizeOptions(
-            iters=self.optimize_iters,
-            lr=self.optimize_lr,
-            tv_weight=self.tv_weight,
-            alpha_weight=self.alpha_weight,
-        )
 
 
 def run(config: Config, progress: bool = False, log=None) -> dict:

@@ -16,6 +16,7 @@ from typing import Any
 
 from cnninv._checks import check_memory, resolve_device
 from cnninv.data import read_photos
+from cnninv.data.photos import file_sha256
 from cnninv.experiments._common import environment
 from cnninv.experiments._inputs import load_model_inputs
 from cnninv.inversion import (
@@ -31,6 +32,7 @@ from cnninv.inversion import (
     png_base64,
 )
 from cnninv.inversion.generic import GENERIC_METHODS, invert_any
+from cnninv.inversion.shipping import shipped_decoder, shipped_for
 from cnninv.metrics import relative_error
 from cnninv.models import LoadedModel, LoadedNetwork, next_conv
 
@@ -46,7 +48,7 @@ class Config:
     image_size: int = 224
     iters: int | None = None
     filters: str = "learned"
-    decoder: str = ""  # a decoder file; "" = the cached one (trained if missing)
+    decoder: str = ""  # a decoder file; "" = the shipped one, else the cached one (trained)
     cache: str = ""
     seed: int = 0
     device: str = "cpu"
@@ -72,21 +74,31 @@ def unique_names(paths: Sequence[Path]) -> list[str]:
 
 
 def _decoder(net: LoadedNetwork, config: Config, train: TrainConfig, progress: bool, log):
+    """The decoder file given, else the shipped one (when it fits the network), else the
+    cached one trained with ``train`` (trained if missing)."""
+    source = "file"
     if config.decoder:
         dec, info = load_decoder(
             config.decoder, layer=config.layer, model=net.model, convention=net.convention,
             device=config.device,
         )  # fmt: skip
         path = Path(config.decoder)
+    elif shipped_for(net, config.layer):
+        dec, info, entry = shipped_decoder(net, config.layer, device=config.device)
+        path, source = Path(entry["path"]), "shipped"
     else:
         dec, info, path = get_decoder(
             net, train, cache=config.cache or None, device=config.device, progress=progress,
             log=log,
         )  # fmt: skip
+        source = "trained"
     about = {
+        "source": source,
         "file": str(path),
+        "sha256": file_sha256(path),
         "held_out_error": info.training.get("held_out_error"),
         "training_images": len(info.training.get("training_images", [])),
+        "steps": info.training.get("steps"),
     }
     return dec, about
 

@@ -16,6 +16,7 @@ from cnninv.experiments import (
     inversion_figs,
     phase_transition,
     prop1,
+    switches,
     table1,
     table2,
     table3,
@@ -127,6 +128,13 @@ REGISTRY: dict[str, Experiment] = {
             inversion_figs.Fig4Config,
             inversion_figs.run,
             quick=INVERSION_QUICK,
+        ),
+        Experiment(
+            "switches",
+            "What the switches carry: images from values and/or switches, pool1-pool4 (§5)",
+            switches.Config,
+            switches.run,
+            quick={**INVERSION_QUICK, **switches.QUICK},
         ),
         Experiment(
             "fig5",

@@ -1,15 +1,18 @@
 """Back to the image: what-where decoders trained offline, and four inversion methods
 (IHT + decoder, decoder, Mahendran & Vedaldi's optimisation, Zeiler & Fergus's
-deconvnet), for §4.5, Figure 4, Table 4 (image space) and Figure 5 of Gilbert et al.
+deconvnet), for §4.5, Figure 4, Table 4 (image space), Figure 5 of Gilbert et al., and
+the switch experiment.
 
 * :mod:`~cnninv.inversion.decoder` — the encoder with its pooling switches
   (:func:`encode`), the :class:`Decoder`, and its safetensors files
   (:func:`save_decoder`, :func:`load_decoder`);
-* :mod:`~cnninv.inversion.training` — training with checkpoints (:func:`train_decoder`),
-  the cache (:func:`get_decoder`, :func:`get_decoders`); the photos are those of
-  :mod:`cnninv.data.photos`;
-* :mod:`~cnninv.inversion.methods` — :func:`invert`, :func:`table4_reconstructions` and
-  :func:`image_metrics`.
+* :mod:`~cnninv.inversion.crops` — the training crops, streamed by DataLoader workers;
+* :mod:`~cnninv.inversion.training` — training with checkpoints, devices, mixed precision
+  and DDP (:func:`train_decoder`), the cache (:func:`get_decoder`, :func:`get_decoders`);
+  the photos are those of :mod:`cnninv.data.photos`;
+* :mod:`~cnninv.inversion.shipping` — the decoders shipped with cnninv and their manifest;
+* :mod:`~cnninv.inversion.methods` — :func:`invert`, Table 4's activations and
+  reconstructions, the switch conditions, and :func:`image_metrics`.
 """
 
 from cnninv.inversion.decoder import (
@@ -28,14 +31,20 @@ from cnninv.inversion.methods import (
     IMAGE_ERROR_DEFINITION,
     METHODS,
     RECONSTRUCTIONS,
+    SWITCH_CONDITIONS,
+    VARIANTS,
     Inversion,
     OptimizeOptions,
+    activation_stats,
     deconvnet,
     iht_activation,
     image_metrics,
     invert,
+    optimize_image,
     png_base64,
     random_activation,
+    switch_information,
+    table4_activations,
     table4_reconstructions,
 )
 from cnninv.inversion.training import (
@@ -54,6 +63,8 @@ __all__ = [
     "METHODS",
     "QUICK_TRAINING",
     "RECONSTRUCTIONS",
+    "SWITCH_CONDITIONS",
+    "VARIANTS",
     "Decoder",
     "DecoderInfo",
     "Encoding",
@@ -61,6 +72,7 @@ __all__ = [
     "OptimizeOptions",
     "TrainConfig",
     "TrainResult",
+    "activation_stats",
     "cache_dir",
     "decoded_pools",
     "decoder_path",
@@ -74,10 +86,13 @@ __all__ = [
     "invert",
     "layer_index",
     "load_decoder",
+    "optimize_image",
     "png_base64",
     "pool_channels",
     "random_activation",
     "save_decoder",
+    "switch_information",
+    "table4_activations",
     "table4_reconstructions",
     "train_decoder",
 ]

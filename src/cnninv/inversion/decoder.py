@@ -11,15 +11,18 @@ own (:mod:`cnninv.inversion.training`) in the same style:
   (``max_pool2d(..., return_indices=True)``: the "where") and the map sizes;
 * the decoder mirrors it, one stage per macro layer, from ``poolN`` down to ``pool1``:
   unpool with that pool's switches (``max_unpool2d``), a 3×3 convolution to the stage's
-  width, ReLU, a 3×3 convolution to the channels of the layer below (3 at the bottom),
-  ReLU between stages; the last output is multiplied by ``output_scale`` so that the
-  decoder predicts the network's input (e.g. Caffe BGR, 0–255, mean subtracted).
+  width, ``convs - 2`` more 3×3 convolutions at that width, a 3×3 convolution to the
+  channels of the layer below (3 at the bottom), ReLU between convolutions and between
+  stages; the last output is multiplied by ``output_scale`` so that the decoder predicts
+  the network's input (e.g. Caffe BGR, 0–255, mean subtracted).
 
-A decoder file (``.safetensors``) holds the weights and, as metadata, the layer, the
-architecture (channels, widths, output scale), the input convention, a fingerprint of the
-encoder's convolutions up to the layer, and the training record (images, epochs,
-held-out error). :func:`load_decoder` refuses a file whose layer, encoder, convention or
-tensor shapes do not match, with a ``ValueError`` that says which.
+A decoder file (``.safetensors``) holds the weights (float32, or float16 to halve the
+file) and, as metadata, the layer, the architecture (channels, widths, convolutions per
+stage, scales), the input convention, a fingerprint of the encoder's convolutions up to
+the layer, the SHA-256 of the tensors, and the training record (photos, epochs, held-out
+error). :func:`load_decoder` refuses a file that is truncated or not a decoder, whose
+tensors do not hash to the recorded value, or whose layer, encoder, convention or tensor
+shapes do not match, with a ``ValueError`` that says which.
 
 >>> import torch
 >>> from torch import nn
@@ -52,6 +55,7 @@ from cnninv.io import atomic_write
 from cnninv.models.layers import block_names, pool_number
 
 __all__ = [
+    "FILE_DTYPES",
     "FORMAT",
     "Decoder",
     "DecoderInfo",
@@ -65,6 +69,7 @@ __all__ = [
     "load_decoder",
     "pool_channels",
     "save_decoder",
+    "tensors_sha256",
 ]
 
 #: Value of the ``format`` metadata key of a cnninv decoder file.
@@ -250,6 +255,9 @@ class Decoder(nn.Module):
         on training crops), for the same reason.
     kernel_size : int
         Side of the convolutions (odd).
+    convs : int
+        Convolutions per stage (at least 2: one from the unpooled map to the stage's width,
+        one from it to the channels below; more add depth at the stage's resolution).
     out_channels : int
         3 (an image).
     seed : int
@@ -259,10 +267,12 @@ class Decoder(nn.Module):
     -----
     The activation is first divided by ``input_scale``. Stage :math:`n` (run from
     :math:`N` down to 1):
-    :math:`y \leftarrow \mathrm{unpool}_{s_n}(y)`,
-    :math:`y \leftarrow \mathrm{conv}_{n,2}(\mathrm{ReLU}(\mathrm{conv}_{n,1}(y)))`, then a
-    ReLU unless :math:`n=1`. The unpooling puts each value at its switch :math:`s_n`
-    (the encoder's argmax) and zeros elsewhere (Zhao et al. 2016; Zhang et al. 2016).
+    :math:`y \leftarrow \mathrm{unpool}_{s_n}(y)`, then :math:`c` = ``convs`` 3×3
+    convolutions with a ReLU between two,
+    :math:`y \leftarrow \mathrm{conv}_{n,c}(\mathrm{ReLU}(\cdots\mathrm{conv}_{n,1}(y)))`,
+    then a ReLU unless :math:`n=1`. The unpooling puts each value at its switch
+    :math:`s_n` (the encoder's argmax) and zeros elsewhere (Zhao et al. 2016; Zhang et al.
+    2016).
     """
 
     def __init__(
@@ -273,6 +283,7 @@ class Decoder(nn.Module):
         *,
         input_scale: float = 1.0,
         kernel_size: int = 3,
+        convs: int = 2,
         out_channels: int = 3,
         seed: int = 0,
     ) -> None:
@@ -285,6 +296,8 @@ class Decoder(nn.Module):
             raise ValueError(
                 f"widths must have one entry per pool ({len(channels)}), got {len(widths)}"
             )
+        if isinstance(convs, bool) or not isinstance(convs, int) or convs < 2:
+            raise ValueError(f"convs must be an integer >= 2, got {convs!r}")
         if kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be a positive odd integer, got {kernel_size!r}")
         if not (isinstance(output_scale, int | float) and output_scale > 0):
@@ -296,18 +309,17 @@ class Decoder(nn.Module):
         self.output_scale = float(output_scale)
         self.input_scale = float(input_scale)
         self.kernel_size = kernel_size
+        self.convs = convs
         self.out_channels = out_channels
         pad = kernel_size // 2
         stages = []
         for n, (c, w) in enumerate(zip(channels, widths, strict=True)):
             below = out_channels if n == 0 else channels[n - 1]
-            stages.append(
-                nn.Sequential(
-                    nn.Conv2d(c, w, kernel_size, padding=pad),
-                    nn.ReLU(),
-                    nn.Conv2d(w, below, kernel_size, padding=pad),
-                )
-            )
+            layers: list[nn.Module] = [nn.Conv2d(c, w, kernel_size, padding=pad), nn.ReLU()]
+            for _ in range(convs - 2):
+                layers += [nn.Conv2d(w, w, kernel_size, padding=pad), nn.ReLU()]
+            layers.append(nn.Conv2d(w, below, kernel_size, padding=pad))
+            stages.append(nn.Sequential(*layers))
         self.stages = nn.ModuleList(stages)
         self.reset_parameters(seed)
 
@@ -333,6 +345,7 @@ class Decoder(nn.Module):
             "output_scale": self.output_scale,
             "input_scale": self.input_scale,
             "kernel_size": self.kernel_size,
+            "convs": self.convs,
             "out_channels": self.out_channels,
         }
 
@@ -345,6 +358,7 @@ class Decoder(nn.Module):
                 float(arch["output_scale"]),
                 input_scale=float(arch.get("input_scale", 1.0)),
                 kernel_size=int(arch.get("kernel_size", 3)),
+                convs=int(arch.get("convs", 2)),
                 out_channels=int(arch.get("out_channels", 3)),
             )
         except (KeyError, TypeError) as exc:
@@ -437,14 +451,38 @@ class DecoderInfo:
             raise ValueError(f"{path}: unreadable decoder metadata ({exc})") from None
 
 
-def save_decoder(decoder: Decoder, info: DecoderInfo, path: str | Path) -> Path:
-    """Write ``decoder``'s weights and ``info`` to a ``.safetensors`` file (atomically)."""
+def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over the tensors of a state dict: names, dtypes, shapes and bytes, in name
+    order (what a decoder file records and :func:`load_decoder` checks)."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().to("cpu").contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+#: The dtypes a decoder file may store its weights in.
+FILE_DTYPES = {"float32": torch.float32, "float16": torch.float16}
+
+
+def save_decoder(
+    decoder: Decoder, info: DecoderInfo, path: str | Path, *, dtype: str = "float32"
+) -> Path:
+    """Write ``decoder``'s weights (``dtype``: ``"float32"`` or ``"float16"``) and ``info``
+    to a ``.safetensors`` file, atomically, with the SHA-256 of the tensors as metadata."""
     from safetensors.torch import save_file
 
+    if dtype not in FILE_DTYPES:
+        raise ValueError(f"dtype must be one of {tuple(FILE_DTYPES)}, got {dtype!r}")
     if info.architecture != decoder.architecture():
         raise ValueError("info.architecture does not describe this decoder")
-    state = {k: v.detach().to("cpu").contiguous() for k, v in decoder.state_dict().items()}
-    return atomic_write(path, lambda p: save_file(state, str(p), metadata=info.to_metadata()))
+    state = {
+        k: v.detach().to("cpu", FILE_DTYPES[dtype]).contiguous()
+        for k, v in decoder.state_dict().items()
+    }
+    meta = {**info.to_metadata(), "dtype": dtype, "tensors_sha256": tensors_sha256(state)}
+    return atomic_write(path, lambda p: save_file(state, str(p), metadata=meta))
 
 
 def load_decoder(
@@ -469,8 +507,9 @@ def load_decoder(
     Raises
     ------
     ValueError
-        Missing or unreadable file, not a cnninv decoder, trained for another layer, another
-        encoder or convention, or tensors missing / of the wrong shape.
+        Missing, truncated or unreadable file, not a cnninv decoder, tensors that do not
+        hash to the recorded SHA-256, trained for another layer, another encoder or
+        convention, or tensors missing / of the wrong shape.
     """
     from safetensors import safe_open
 
@@ -484,6 +523,13 @@ def load_decoder(
     except Exception as exc:  # safetensors raises several types for a bad file
         raise ValueError(f"{path} is not a readable safetensors file ({exc})") from None
     info = DecoderInfo.from_metadata(meta, path)
+    recorded = (meta or {}).get("tensors_sha256")
+    if recorded is not None and recorded != tensors_sha256(tensors):
+        raise ValueError(
+            f"decoder file {path}: its tensors do not hash to the SHA-256 recorded in it (the "
+            f"file was altered or damaged); retrain it with `cnninv train-decoder --layer "
+            f"{info.layer}`"
+        )
     if layer is not None and info.layer != layer:
         raise ValueError(
             f"decoder file {path} was trained for {info.layer}, not {layer}: train one with "

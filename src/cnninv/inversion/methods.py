@@ -62,8 +62,11 @@ __all__ = [
     "IMAGE_ERROR_DEFINITION",
     "METHODS",
     "RECONSTRUCTIONS",
+    "SWITCH_CONDITIONS",
+    "VARIANTS",
     "Inversion",
     "OptimizeOptions",
+    "activation_stats",
     "decode",
     "deconvnet",
     "first_non_finite",
@@ -73,13 +76,23 @@ __all__ = [
     "optimize_image",
     "png_base64",
     "random_activation",
+    "random_switches",
+    "switch_information",
+    "switch_objective",
+    "table4_activations",
     "table4_reconstructions",
+    "topleft_switches",
 ]
 
 METHODS = ("iht", "decoder", "optimize", "deconvnet")
 
 #: The four decoded images of Table 4 (image space) and Figures 4–5, in order.
 RECONSTRUCTIONS = ("original_activation", "iht_learned", "iht_random", "random_activations")
+
+#: Variants of Table 4's rows (not the paper's protocol; reported as extra, labelled rows):
+#: the IHT reconstructions projected onto :math:`a \ge 0` (the decoder never saw a negative
+#: activation) and the random activations' absolute values, each rescaled to :math:`\|f\|`.
+VARIANTS = ("iht_learned_nonneg", "iht_random_nonneg", "random_activations_nonneg")
 
 #: The image-space error of :func:`image_metrics` (``relative_error``).
 IMAGE_ERROR_DEFINITION = (
@@ -225,11 +238,10 @@ def decode(decoder: Decoder, enc: Encoding, f: torch.Tensor | None = None) -> to
         return decoder(enc.f if f is None else f, enc.switches, enc.sizes)
 
 
-def table4_reconstructions(
+def table4_activations(
     model: nn.Module,
-    x: torch.Tensor,
+    enc: Encoding,
     layer: str,
-    decoder: Decoder,
     *,
     k: int,
     generator: torch.Generator,
@@ -237,27 +249,70 @@ def table4_reconstructions(
     pool: int = 2,
     variant: str = "abs",
     normalize_filters: bool = True,
+    variants: bool = False,
 ) -> tuple[dict[str, torch.Tensor], dict[str, list[float]]]:
-    r"""The four decoded images of Table 4 / Figures 4–5 for a batch of photos ``x``:
-    ``{name: x_hat}`` for :data:`RECONSTRUCTIONS` — the decoder on the original activation
-    :math:`f`, on the IHT reconstructions with learned and with Gaussian filters, and on
-    Gaussian random activations (all rescaled to :math:`\|f\|`, all decoded with the
-    photo's own switches) — and the activation-space errors of the last three."""
-    enc = encode(model, x, layer)
+    r"""The activations that Table 4 (image space) decodes, for the encoding ``enc`` of a
+    batch of photos: ``{name: activation}`` for :data:`RECONSTRUCTIONS` — the original
+    :math:`f`, the IHT reconstructions :math:`\hat f = \mathbf W^T\mathbb M(\mathbf Wf, k)`
+    with learned and with Gaussian filters, and Gaussian random activations (all rescaled
+    to :math:`\|f\|`) — and, with ``variants``, the rows of :data:`VARIANTS` (each
+    computed from the same draws, so the paper's rows do not change); and the
+    activation-space errors :math:`\|a - f\|/\|f\|` of every row but the first."""
     f = enc.f
-    out = {"original_activation": decode(decoder, enc)}
-    act_err = {}
+    acts = {"original_activation": f}
     for row, filters in (("iht_learned", "learned"), ("iht_random", "random")):
-        f_hat, info = iht_activation(
+        acts[row], _ = iht_activation(
             model, f, layer, k=k, filters=filters, iters=iters, pool=pool, variant=variant,
             normalize_filters=normalize_filters, generator=generator,
         )  # fmt: skip
-        out[row] = decode(decoder, enc, f_hat)
-        act_err[row] = info["activation_errors"]
-    noise = random_activation(f, generator)
-    out["random_activations"] = decode(decoder, enc, noise)
-    act_err["random_activations"] = relative_error(noise, f).tolist()
-    return out, act_err
+    acts["random_activations"] = random_activation(f, generator)
+    if variants:
+        for row in ("iht_learned", "iht_random", "random_activations"):
+            a = acts[row]
+            acts[f"{row}_nonneg"] = rescale_to(a.abs() if row == "random_activations" else
+                                               a.clamp_min(0.0), f)  # fmt: skip
+    act_err = {row: relative_error(a, f).tolist() for row, a in acts.items() if a is not f}
+    return acts, act_err
+
+
+def activation_stats(a: torch.Tensor, f: torch.Tensor) -> dict[str, list[float]]:
+    r"""What an activation ``a`` looks like to a decoder trained on activations ``f``
+    (per sample): the fraction of negative entries (``f`` has none), the share of
+    :math:`\|a\|` in its negative part, the cosine of ``a`` and ``f``, the cosine of their
+    per-channel means (the low-frequency content a decoder turns into colour and
+    brightness), and the high-frequency ratio
+    :math:`\|\partial_v a\|^2/\|a\|^2` (1 for spatially white noise, small for smooth
+    maps; ``f``'s own is reported beside it)."""
+    cos = F.cosine_similarity(a.flatten(1), f.flatten(1), dim=1)
+    chan = F.cosine_similarity(a.mean((2, 3)), f.mean((2, 3)), dim=1)
+
+    def hf(t: torch.Tensor) -> torch.Tensor:
+        d = t[..., 1:, :] - t[..., :-1, :]
+        return d.flatten(1).pow(2).sum(1) / t.flatten(1).pow(2).sum(1).clamp_min(1e-30)
+
+    norm = a.flatten(1).norm(dim=1).clamp_min(1e-30)
+    return {
+        "negative_fraction": (a < 0).flatten(1).float().mean(1).tolist(),
+        "negative_norm_share": (a.clamp(max=0).flatten(1).norm(dim=1) / norm).tolist(),
+        "cosine_with_f": cos.tolist(),
+        "channel_mean_cosine": chan.tolist(),
+        "high_frequency_ratio": hf(a).tolist(),
+        "high_frequency_ratio_of_f": hf(f).tolist(),
+    }
+
+
+def table4_reconstructions(
+    model: nn.Module, x: torch.Tensor, layer: str, decoder: Decoder, **settings: Any
+) -> tuple[dict[str, torch.Tensor], dict[str, list[float]]]:
+    r"""The decoded images of Table 4 / Figures 4–5 for a batch of photos ``x``:
+    ``{name: x_hat}`` for :data:`RECONSTRUCTIONS` (and :data:`VARIANTS` with
+    ``variants=True``) — the decoder on each activation of :func:`table4_activations`
+    (``settings``: its keyword arguments, ``k`` and ``generator`` among them), all decoded
+    with the photo's own switches — and the activation-space errors of all rows but the
+    first."""
+    enc = encode(model, x, layer)
+    acts, act_err = table4_activations(model, enc, layer, **settings)
+    return {row: decode(decoder, enc, a) for row, a in acts.items()}, act_err
 
 
 def deconvnet(model: nn.Module, x: torch.Tensor, layer: str) -> torch.Tensor:
@@ -303,6 +358,53 @@ def _total_variation(u: torch.Tensor, beta: float) -> torch.Tensor:
     return tv.flatten(1).sum(1)
 
 
+def _prepool_maps(model: nn.Module, x: torch.Tensor, layer: str) -> list[torch.Tensor]:
+    """The input of every pool up to ``layer`` (the pools of ``features``, pool1 first),
+    with gradients."""
+    features = features_of(model)
+    stop = layer_index(model, layer)
+    maps, h = [], x
+    for i, m in enumerate(features):
+        if i > stop:
+            break
+        if isinstance(m, nn.MaxPool2d):
+            maps.append(h)
+            h = F.max_pool2d(h, 2, 2)
+        else:
+            h = m(h)
+    return maps
+
+
+def _at_switches(h: torch.Tensor, switches: torch.Tensor) -> torch.Tensor:
+    """The entries of the pre-pool map ``h`` at the switches (pooled shape)."""
+    return h.flatten(2).gather(2, switches.flatten(2)).view_as(switches)
+
+
+def switch_objective(
+    maps: list[torch.Tensor], values: torch.Tensor, switches: list[torch.Tensor]
+) -> torch.Tensor:
+    r"""Per sample: how far an image's pre-pool maps :math:`h_1, …, h_N` are from having
+    their block maxima at ``switches`` and, at pool N, the values ``values`` there:
+
+    .. math::
+        \frac{\|h_N[s_N] - v\|^2}{\|v\|^2}
+        + \sum_{p=1}^{N} \frac{\|\mathrm{ReLU}(h_p - \mathrm{up}(h_p[s_p]))\|^2}
+                              {\|h_p[s_p]\|^2}
+
+    (``up``: each block's switch value copied over its 2×2 block), 0 exactly when every
+    switch is its block's maximum and the values match: the information of
+    ``(values, switches)``, as the what-where decoder receives it."""
+    v_norm = values.flatten(1).pow(2).sum(1).clamp_min(1e-12)
+    at_n = _at_switches(maps[-1], switches[-1])
+    total = (at_n - values).flatten(1).pow(2).sum(1) / v_norm
+    for h, sw in zip(maps, switches, strict=True):
+        at = _at_switches(h, sw)
+        up = F.interpolate(at, size=h.shape[-2:], mode="nearest")
+        excess = (h - up).clamp_min(0.0).flatten(1).pow(2).sum(1)
+        total = total + excess / at.flatten(1).pow(2).sum(1).clamp_min(1e-12)
+    return total
+
+
 def optimize_image(
     model: nn.Module,
     target: torch.Tensor,
@@ -314,20 +416,31 @@ def optimize_image(
     generator: torch.Generator | None = None,
     progress: bool = False,
     features: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    switches: list[torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
-    """Mahendran & Vedaldi's inversion of ``target`` (the activations at ``layer``).
+    r"""Mahendran & Vedaldi's inversion of ``target`` (the activations at ``layer``).
+
+    With ``switches`` (the switches of every pool up to ``layer``, a ``poolN`` layer) the
+    data term is :func:`switch_objective` instead of
+    :math:`\|\Phi(x)-\Phi_0\|^2/\|\Phi_0\|^2`: the image must also put each block's
+    maximum at its switch, the information the what-where decoder is given.
 
     ``features`` maps an input to the activation to match (differentiably); by default
     the VGG-style encoder up to ``layer``. With ``convention`` None (signals, arrays) the
     input is not boxed to a pixel range and its scale unit ``B`` is 1.
 
     Returns the input (network input space) and ``{"objective": [...], "feature_error":
-    [...]}`` per iteration (the feature error :math:`\\|\\Phi(x)-\\Phi_0\\|/\\|\\Phi_0\\|`,
-    mean over the batch).
+    [...]}`` per iteration (the square root of the data term, mean over the batch).
     """
     opts = options or OptimizeOptions()
     dev = target.device
     gen = generator if generator is not None else make_generator(0, None, dev)
+    if switches is not None and features is not None:
+        raise ValueError("give switches (a VGG-style poolN) or features, not both")
+    if switches is not None and len(switches) != decoded_pools(model, layer):
+        raise ValueError(
+            f"switches must hold one tensor per pool up to {layer}, got {len(switches)}"
+        )
     if features is None:
 
         def features(u: torch.Tensor) -> torch.Tensor:
@@ -360,8 +473,11 @@ def optimize_image(
         steps = tqdm(steps, desc=f"optimize {layer}", leave=False, dynamic_ncols=True)
     try:
         for _ in steps:
-            phi = features(u * B)
-            data = (phi - target).flatten(1).pow(2).sum(1) / t_norm
+            if switches is None:
+                phi = features(u * B)
+                data = (phi - target).flatten(1).pow(2).sum(1) / t_norm
+            else:
+                data = switch_objective(_prepool_maps(model, u * B, layer), target, switches)
             r_alpha = u.abs().pow(opts.alpha).flatten(1).sum(1) / hw
             r_tv = _total_variation(u, opts.beta) / hw * 6.5**opts.beta
             loss = (data + opts.alpha_weight * r_alpha + opts.tv_weight * r_tv).sum()
@@ -378,6 +494,75 @@ def optimize_image(
         for p, flag in zip(params, flags, strict=True):
             p.requires_grad_(flag)
     return (u.detach() * B), history
+
+
+# --------------------------------------------------------------------------- switches
+#: What the switch experiment gives a decoder (or the optimisation), in order.
+SWITCH_CONDITIONS = ("values_and_switches", "switches_only", "values_only", "neither")
+
+
+def topleft_switches(
+    switches: list[torch.Tensor], sizes: list[tuple[int, int]]
+) -> list[torch.Tensor]:
+    """Switches that point at the top-left entry of every 2×2 block (naive unpooling),
+    shaped like ``switches``."""
+    out = []
+    for sw, (_, w) in zip(switches, sizes, strict=True):
+        ph, pw = sw.shape[-2:]
+        r = torch.arange(ph, device=sw.device).view(ph, 1)
+        c = torch.arange(pw, device=sw.device).view(1, pw)
+        out.append((2 * r * w + 2 * c).expand_as(sw).contiguous())
+    return out
+
+
+def random_switches(
+    switches: list[torch.Tensor], sizes: list[tuple[int, int]], generator: torch.Generator
+) -> list[torch.Tensor]:
+    """Switches drawn uniformly inside each 2×2 block, shaped like ``switches``."""
+    out = []
+    for base, sw, (_, w) in zip(topleft_switches(switches, sizes), switches, sizes, strict=True):
+        off = torch.randint(4, sw.shape, generator=generator, device=sw.device)
+        out.append(base + (off // 2) * w + off % 2)
+    return out
+
+
+def switch_information(
+    enc: Encoding, condition: str, generator: torch.Generator
+) -> tuple[torch.Tensor, list[torch.Tensor], str]:
+    r"""The values and switches a decoder is given under ``condition``
+    (:data:`SWITCH_CONDITIONS`), and a note on what they are:
+
+    * ``values_and_switches``: :math:`f` and the encoder's switches;
+    * ``switches_only``: every pooled unit set to the layer's mean magnitude on the photo
+      (one number), the encoder's switches;
+    * ``values_only``: :math:`f`, switches at every block's top-left (naive unpooling);
+    * ``neither``: :math:`|g|`, :math:`g` Gaussian, rescaled to :math:`\|f\|`; switches
+      drawn uniformly in each block, at every pool.
+    """
+    f = enc.f
+    if condition == "values_and_switches":
+        return f, enc.switches, "f and the encoder's switches"
+    if condition == "switches_only":
+        mean = f.abs().flatten(1).mean(1).view(-1, 1, 1, 1)
+        return (
+            mean.expand_as(f).contiguous(),
+            enc.switches,
+            ("every unit = the layer's mean magnitude on the photo; the encoder's switches"),
+        )
+    if condition == "values_only":
+        return (
+            f,
+            topleft_switches(enc.switches, enc.sizes),
+            ("f; every switch at its block's top-left (naive unpooling)"),
+        )
+    if condition == "neither":
+        noise = torch.randn(f.shape, generator=generator, device=f.device, dtype=f.dtype)
+        return (
+            rescale_to(noise.abs(), f),
+            random_switches(enc.switches, enc.sizes, generator),
+            ("|Gaussian| rescaled to ||f||; switches uniform in each block"),
+        )
+    raise ValueError(f"condition must be one of {SWITCH_CONDITIONS}, got {condition!r}")
 
 
 # --------------------------------------------------------------------------- invert

@@ -17,10 +17,12 @@ import numpy as np
 from cnninv.report.base import Section, Table, fmt, plt, png_bytes
 
 __all__ = [
+    "decoder_note",
     "fig4_section",
     "fig5_section",
     "grid_png",
     "inversion_baselines_section",
+    "switches_section",
     "table4_image_png",
     "table4_image_section",
 ]
@@ -109,6 +111,45 @@ def table4_image_png(r: dict) -> bytes:
     return png_bytes(fig)
 
 
+def decoder_note(layer: str, d: dict) -> str:
+    """One line saying which decoder made a layer's pictures: where it comes from, its
+    file's SHA-256, its training photos and steps, its validation and held-out errors."""
+    source = d.get("source", "trained")
+    origin = {
+        "shipped": "shipped with cnninv",
+        "trained": "trained in this run" if d.get("trained_in_this_run") else "cached",
+        "file": "the file given",
+    }.get(source, source)
+    epochs = d.get("epochs")
+    text = (
+        f"{layer} decoder ({origin}): SHA-256 {str(d.get('sha256', '?'))[:12]}…, "
+        f"{d.get('training_images')} training photos, {d.get('steps')} steps"
+        + (
+            f" ({epochs} epoch{'s' if epochs != 1 else ''} of "
+            f"{d.get('steps', 0) // max(epochs, 1)} steps"
+            if epochs
+            else ""
+        )
+        + (f" of {d.get('batch')} crops)" if epochs and d.get("batch") else (")" if epochs else ""))
+        + f", {fmt(d.get('train_seconds'), 0)} s of training; held-out error "
+        f"{fmt(d.get('held_out_error'))}"
+    )
+    if d.get("validation_error") is not None:
+        text += f", validation error {fmt(d.get('validation_error'))}"
+    return text + f"; file {d.get('file')}."
+
+
+def _order_text(flags: dict) -> str:
+    if flags["holds"]:
+        return "holds"
+    broken = []
+    if not flags["original_le_iht_learned"]:
+        broken.append("IHT learned decodes better than the original activation")
+    if not flags["iht_learned_le_random_activations"]:
+        broken.append("IHT learned decodes worse than random activations")
+    return "fails: " + "; ".join(broken)
+
+
 def table4_image_section(r: dict):
     rows = []
     for name, v in r["layers"].items():
@@ -125,7 +166,6 @@ def table4_image_section(r: dict):
                 fmt(v["paper_random_activations"]),
                 " / ".join(fmt(m[row]["psnr"], 1) for row in r["rows"]),
                 " / ".join(fmt(m[row]["ssim"], 2) for row in r["rows"]),
-                fmt(v["decoder"].get("held_out_error")),
             ]
         )
     headers = [
@@ -139,36 +179,96 @@ def table4_image_section(r: dict):
         "paper",
         "PSNR dB (b/c/d/e)",
         "SSIM (b/c/d/e)",
-        "decoder held-out error",
     ]
-    table = Table(headers, rows, "Table 4, image space: relative error of the decoded image")
+    tables = [Table(headers, rows, "Table 4, image space: relative error of the decoded image")]
+    variant_rows = r.get("variant_rows") or {}
+    if variant_rows:
+        tables.append(
+            Table(
+                ["layer", *variant_rows.values()],
+                [[name, *(fmt(v[row]) for row in variant_rows)] for name, v in r["layers"].items()],
+                "Beyond the paper (variants, not its protocol): the same decoders on the "
+                "reconstructions projected onto f ≥ 0, rescaled to ‖f‖",
+            )
+        )
+    stats_rows = []
+    for name, v in r["layers"].items():
+        st = v.get("activation_stats")
+        if not st:
+            continue
+        for row in ("iht_learned", "iht_random", "random_activations"):
+            a = st[row]
+            stats_rows.append(
+                [
+                    name,
+                    r["rows"][row],
+                    fmt(a["negative_norm_share"], 2),
+                    fmt(a["cosine_with_f"]),
+                    fmt(a["channel_mean_cosine"]),
+                    f"{fmt(a['high_frequency_ratio'], 2)} "
+                    f"({fmt(a['high_frequency_ratio_of_f'], 2)})",
+                ]
+            )
+    if stats_rows:
+        tables.append(
+            Table(
+                [
+                    "layer",
+                    "activation",
+                    "‖negative part‖/‖a‖",
+                    "cos(a, f)",
+                    "cos of channel means",
+                    "high-frequency ratio (of f)",
+                ],
+                stats_rows,
+                "What each reconstructed activation looks like to the decoder",
+            )
+        )
+    has_opt = all("original_activation_optimize" in v for v in r["layers"].values())
+    if has_opt:
+        tables.append(
+            Table(
+                ["layer", *(f"{label}, optimisation" for label in r["rows"].values())],
+                [
+                    [name, *(fmt(v[f"{row}_optimize"]) for row in r["rows"])]
+                    for name, v in r["layers"].items()
+                ],
+                "Decoder-free column: each activation inverted by the optimisation "
+                f"(Mahendran & Vedaldi) on {len(r['optimize']['images'])} photo(s) at "
+                f"{r['optimize']['size']} px",
+            )
+        )
     notes = [
         f"Error: {r['error_definition']}. {len(r['images'])} photos: {', '.join(r['images'])}"
         + (f" (held out: {r['held_out_rule']})." if r.get("held_out_rule") else "."),
         f"Method: {r['method']}.",
         "The paper's decoders (Caffe, Zhang et al. 2016, trained on ImageNet) cannot be had "
-        "offline; ours are trained here on a few dozen photos, so column (b) is worse than "
-        "theirs and every column with it. The paper does not print (b); compare the columns "
-        "with each other.",
+        "offline; ours are trained on the offline photos, so column (b) differs from theirs "
+        "and every column with it. The paper does not print (b); compare the columns with "
+        "each other.",
     ]
-    order_ok = [
-        n
-        for n, v in r["layers"].items()
-        if min(v["iht_learned"], v["iht_random"]) < v["random_activations"]
-    ]
-    notes.append(
-        "IHT reconstructions decode better than random activations (the paper's finding) at "
-        f"{', '.join(order_ok) if order_ok else 'no layer'} of {len(r['layers'])}."
-    )
     for name, v in r["layers"].items():
-        d = v["decoder"]
+        text = f"{name}: the paper's ordering (decoder on f ≤ IHT learned ≤ random activations) "
+        text += f"{_order_text(v['ordering'])} with the decoder"
+        if "ordering_optimize" in v:
+            text += f", {_order_text(v['ordering_optimize'])} with the optimisation"
+        notes.append(text + ".")
+    if variant_rows:
+        better = [n for n, v in r["layers"].items() if v["iht_learned_nonneg"] < v["iht_learned"]]
         notes.append(
-            f"{name} decoder: {d.get('steps')} steps, {fmt(d.get('train_seconds'), 1)} s of "
-            f"training on {d.get('training_images')} photos"
-            + (" (trained in this run)" if d.get("trained_in_this_run") else " (cached)")
-            + f"; file {d.get('file')}."
+            "Projecting the learned-filter reconstruction onto f ≥ 0 lowers its decoded error "
+            f"at {', '.join(better) if better else 'no layer'} of {len(r['layers'])}."
         )
-    return Section("table4-image", {"table4_image.png": table4_image_png(r)}, [table], notes)
+    if has_opt:
+        o = r["optimize"]["options"]
+        notes.append(
+            f"Optimisation: {r['optimize']['method']}; photos "
+            f"{', '.join(r['optimize']['images'])}; "
+            f"{o['iters']} Adam steps, TV weight {o['tv_weight']}, α-norm weight "
+            f"{o['alpha_weight']}."
+        )
+    notes += [decoder_note(name, v["decoder"]) for name, v in r["layers"].items()]
+    return Section("table4-image", {"table4_image.png": table4_image_png(r)}, tables, notes)
 
 
 def _figure_rows(r: dict, layer: str) -> tuple[list[tuple[str, list]], list[list[str]]]:
@@ -210,6 +310,7 @@ def _figure_section(r: dict, name: str):
         "Decoders trained by cnninv (the paper's Caffe decoders are not available); every "
         "reconstruction uses the photo's own pooling switches, as the what-where decoder "
         "does in the paper.",
+        *(decoder_note(layer, v["decoder"]) for layer, v in r["layers"].items()),
     ]
     return Section(name, figures, [table], notes)
 
@@ -254,6 +355,7 @@ def inversion_baselines_section(r: dict):
         f"optimize: Adam, {o['iters']} iterations, lr {o['lr']}, TV weight {o['tv_weight']} "
         f"(β={o['beta']}), α-norm weight {o['alpha_weight']} (α={o['alpha']}), B={o['B']}.",
         *(f"{k}: {v}." for k, v in r["notes"].items()),
+        *(decoder_note(layer, d) for layer, d in (r.get("decoders") or {}).items()),
     ]
     return Section(
         "inversion-baselines",
@@ -297,3 +399,63 @@ def invert_files(result: dict) -> tuple[dict[str, bytes], dict]:
     record = {k: v for k, v in result.items() if k not in ("pictures", "originals", "arrays")}
     record["results"] = rows
     return files, record
+
+
+def switches_section(r: dict):
+    """The switch experiment: error and SSIM per condition and layer, for the decoder and
+    the optimisation; one grid per method (the first photo, a row per condition)."""
+    layers = list(r["layers"])
+    conditions = r["conditions"]
+    rows = []
+    for cond, label in conditions.items():
+        rows.append(
+            [
+                label,
+                *(
+                    f"{fmt(r['layers'][lay][cond]['error'])} / "
+                    f"{fmt(r['layers'][lay][cond]['ssim'], 2)}"
+                    for lay in layers
+                ),
+                *(
+                    f"{fmt(r['layers'][lay][cond]['optimize']['error'])} / "
+                    f"{fmt(r['layers'][lay][cond]['optimize']['ssim'], 2)}"
+                    for lay in layers
+                ),
+            ]
+        )
+    headers = [
+        "given",
+        *(f"{lay} decoder: error / SSIM" for lay in layers),
+        *(f"{lay} optimisation" for lay in layers),
+    ]
+    table = Table(headers, rows, "What the switches carry: reconstruction error and SSIM")
+    g = r["grid"]
+    figures = {}
+    for method in ("decoder", "optimize"):
+        grid_rows = [("original", [g["original"]] * len(layers))]
+        for cond, label in conditions.items():
+            grid_rows.append((label, [g[method][lay][cond] for lay in layers]))
+        figures[f"switches_{method}.png"] = grid_png(grid_rows, layers)
+    o = r["optimize"]
+    notes = [
+        f"Error: {r['error_definition']}. Decoder: {len(r['images'])} photos; optimisation: "
+        f"{', '.join(o['images'])} at {o['size']} px, {o['options']['iters']} steps. Grids: "
+        f"{g['image']}.",
+        *(f"{conditions[c]}: {n}." for c, n in r["condition_notes"].items()),
+        f"Optimisation objective: {o['objective']}.",
+    ]
+    for lay in layers:
+        v = r["layers"][lay]
+        for method, label in (("decoder", "decoder"), ("optimize", "optimisation")):
+            e = {
+                c: (v[c] if method == "decoder" else v[c]["optimize"])["error"] for c in conditions
+            }
+            best = min(e, key=e.get)
+            notes.append(
+                f"{lay}, {label}: error {fmt(e['values_and_switches'])} from values and "
+                f"switches, {fmt(e['values_only'])} from the values alone, "
+                f"{fmt(e['switches_only'])} from the switches alone, {fmt(e['neither'])} from "
+                f"neither; lowest: {conditions[best]}."
+            )
+    notes += [decoder_note(lay, r["layers"][lay]["decoder"]) for lay in layers]
+    return Section("switches", figures, [table], notes)

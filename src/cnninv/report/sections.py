@@ -12,6 +12,7 @@ from cnninv.report.inversion import (
     fig4_section,
     fig5_section,
     inversion_baselines_section,
+    switches_section,
     table4_image_section,
 )
 from cnninv.report.table1 import table1_section
@@ -344,6 +345,7 @@ SECTIONS: dict[str, Callable[[dict], Section]] = {
     "table1": table1_section,
     "table4-image": table4_image_section,
     "fig4": fig4_section,
+    "switches": switches_section,
     "fig5": fig5_section,
     "inversion-baselines": inversion_baselines_section,
     "analyze": analysis_section,
