@@ -51,6 +51,28 @@ def _network_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _input_args(p: argparse.ArgumentParser) -> None:
+    """How any model's photos are prepared (as ``cnninv analyze``), and its SPEC's
+    arguments."""
+    p.add_argument(
+        "--size",
+        type=int_arg(16, MAX_IMAGE_SIDE, "--size"),
+        default=None,
+        help=f"image side in px, 16-{MAX_IMAGE_SIDE} (default 224, or the model's)",
+    )
+    p.add_argument(
+        "--model-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="argument of a package.module:callable SPEC (repeatable)",
+    )
+    p.add_argument("--channels", default="", help="RGB or BGR: the channel order it takes")
+    p.add_argument("--range", dest="value_range", default="", help="1 or 255: value of white")
+    p.add_argument("--mean", default="", help="per-channel mean to subtract (a,b,c)")
+    p.add_argument("--std", default="", help="per-channel std to divide by (a,b,c)")
+
+
 def _training_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int_arg(1, 100_000, "--epochs"), help="epochs (default 20)")
     p.add_argument(
@@ -100,7 +122,8 @@ def add_parsers(subparsers) -> None:
         "relative error (and, for photos, PSNR and SSIM) and wall time. VGG16/AlexNet layers "
         "by the paper's names (pool4, conv5_1) take every method; any other model (SPEC as "
         "in `cnninv analyze`) takes its layers' qualified names (cnninv analyze lists them) "
-        "and the methods iht, optimize and deconvnet.",
+        "and the methods iht, optimize, deconvnet, and decoder once `cnninv train-decoder "
+        "--model SPEC --layer NAME` has trained one.",
     )
     inv.add_argument(
         "--image", "--inputs", dest="image", required=True, nargs="+",
@@ -129,23 +152,7 @@ def add_parsers(subparsers) -> None:
         help="decoder file (default: the shipped one for VGG16 pool1-pool4, else the cached "
         "one, trained if missing)",
     )
-    inv.add_argument(
-        "--size",
-        type=int_arg(16, MAX_IMAGE_SIDE, "--size"),
-        default=None,
-        help=f"image side in px, 16-{MAX_IMAGE_SIDE} (default 224, or the model's)",
-    )
-    inv.add_argument(
-        "--model-arg",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="argument of a package.module:callable SPEC (repeatable)",
-    )
-    inv.add_argument("--channels", default="", help="RGB or BGR: the channel order it takes")
-    inv.add_argument("--range", dest="value_range", default="", help="1 or 255: value of white")
-    inv.add_argument("--mean", default="", help="per-channel mean to subtract (a,b,c)")
-    inv.add_argument("--std", default="", help="per-channel std to divide by (a,b,c)")
+    _input_args(inv)
     inv.add_argument("--out", required=True, help="output folder")
     _network_args(inv)
     _training_args(inv)
@@ -153,11 +160,25 @@ def add_parsers(subparsers) -> None:
 
     tr = subparsers.add_parser(
         "train-decoder",
-        help="train the what-where decoder of pool1…pool5 on the offline photos",
+        help="train a decoder: VGG16's what-where decoders (pool1…pool5), or any model's",
         description="Train (or resume) the decoder of LAYER on crops of the offline photos, "
-        "hold out a fixed set of foolbox photos, and save it as safetensors in the cache.",
+        "hold out a fixed set of foolbox photos, and save it as safetensors in the cache. "
+        "For any other model (--model SPEC, LAYER a qualified module name): a decoder from "
+        "that layer's activation back to the input, trained on --inputs (or, for a photo "
+        "model, the same photos), cached and used by `cnninv invert --method decoder`.",
     )
-    tr.add_argument("--layer", required=True, help="pool1…pool5, comma-separated, or 'all'")
+    tr.add_argument(
+        "--layer",
+        required=True,
+        help="pool1…pool5, comma-separated, or 'all' (VGG16); any other model (--model SPEC): "
+        "qualified module names, comma-separated (cnninv analyze lists them)",
+    )
+    tr.add_argument(
+        "--inputs",
+        help="any model: its training inputs (a folder of photos or WAV files, or a .npy "
+        "array; every eighth kept for validation); default for photo models: the decoders' "
+        "photos",
+    )
     tr.add_argument(
         "--images",
         help="folder of training photos, added to the default photos (any size: streamed)",
@@ -190,6 +211,7 @@ def add_parsers(subparsers) -> None:
     tr.add_argument(
         "--restart", action="store_true", help="ignore an existing checkpoint and start over"
     )
+    _input_args(tr)
     _network_args(tr)
     _training_args(tr)
     _device_args(tr)
@@ -308,7 +330,22 @@ def _train(args) -> None:
     device = _init_distributed(args.device)
     args.device = device
     rank, world = distributed_rank()
-    net = _net(args)
+    net = None
+    if args.model not in ("vgg16", "alexnet"):
+        loaded = _load_model(args, device)
+        names = [] if args.layer == "all" else [n.strip() for n in args.layer.split(",")]
+        if loaded.network is None or not all(_paper_layer(loaded, n) for n in names):
+            if world > 1:
+                raise ValueError("torchrun trains VGG16's decoders; train this model's alone")
+            return _train_any(args, loaded)
+        net = loaded.network
+    given = [flag for flag, value in _any_model_flags(args) if value]
+    if given:
+        raise ValueError(
+            f"{', '.join(given)} go with a decoder of any model (--model SPEC and a qualified "
+            "layer name); VGG16's decoders take --images"
+        )
+    net = net or _net(args)
     split = photo_split(args.images, defaults=not args.only_images)
     split.train = readable_photos(split.train)
     layers = _layers(args.layer, net.model)
@@ -366,6 +403,91 @@ def _train(args) -> None:
             )
 
 
+def _load_model(args, device):
+    from cnninv.models import load_model, parse_model_args
+
+    return load_model(
+        args.model, args.weights, model_args=parse_model_args(args.model_arg), device=device,
+        seed=args.seed, features_only=True,
+    )  # fmt: skip
+
+
+def _any_model_flags(args) -> list[tuple[str, object]]:
+    return [
+        ("--inputs", args.inputs), ("--size", args.size), ("--channels", args.channels),
+        ("--range", args.value_range), ("--mean", args.mean), ("--std", args.std),
+        ("--model-arg", args.model_arg),
+    ]  # fmt: skip
+
+
+def _train_any(args, loaded) -> None:
+    """train-decoder for any model: one decoder per qualified layer name
+    (:func:`cnninv.experiments.invert.train_any`), kept in the cache and copied to --out."""
+    import shlex
+    import shutil
+
+    from cnninv.experiments import invert
+    from cnninv.inversion.any_decoder import any_decoder_path, save_any_decoder
+    from cnninv.inversion.generic import activation
+    from cnninv.inversion.training import cache_dir
+    from cnninv.io import atomic_write
+
+    vgg_only = [
+        ("--preset", args.preset), ("--amp", args.amp), ("--encode", args.encode),
+        ("--feature-weight", args.feature_weight), ("--feature-layer", args.feature_layer),
+        ("--crop", args.crop), ("--scales", args.scales), ("--half", args.half),
+    ]  # fmt: skip
+    bad = [flag for flag, value in vgg_only if value]
+    if bad:
+        raise ValueError(
+            f"{', '.join(bad)} apply to VGG16's what-where decoders, not to a decoder of "
+            f"{loaded.spec}"
+        )
+    layers = [n.strip() for n in args.layer.split(",") if n.strip()]
+    if not layers or args.layer == "all":
+        raise ValueError("name the layers of this model by their qualified names (--layer)")
+    for layer in layers:
+        activation(loaded.model, layer)  # the layer exists (its error lists the layers)
+    out = Path(args.out) if args.out else None
+    if out is not None and out.suffix == ".safetensors" and len(layers) > 1:
+        raise ValueError("--out FILE.safetensors takes one layer; give a folder for several")
+    quick = args.quick
+    config = invert.AnyTrainConfig(
+        inputs=args.inputs or "", images=args.images or "", only_images=args.only_images,
+        size=str(args.size) if args.size else "", channels=args.channels,
+        value_range=args.value_range, mean=args.mean, std=args.std,
+        steps=(args.epochs or (1 if quick else 4)) * (args.steps or (40 if quick else 250)),
+        batch=args.batch or 8, lr=args.lr or 1e-3, width=args.width or (8 if quick else 32),
+        convs=args.convs or 2, flips=not args.no_flip, seed=args.seed,
+    )  # fmt: skip
+    command = "cnninv " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    for layer in layers:
+        path = any_decoder_path(cache_dir(args.cache), loaded.model, layer)
+        if path.is_file() and not args.restart:
+            _log(f"[cnninv] {layer}: already trained -> {path} (--restart to train again)")
+        else:
+            decoder, record = invert.train_any(
+                loaded, layer, config, progress=_progress(args), log=_log
+            )
+            record["command"] = command
+            provenance = {"spec": loaded.spec, "weights": loaded.source, **loaded.provenance}
+            save_any_decoder(
+                decoder, path, model=loaded.model, layer=layer, training=record,
+                provenance=provenance,
+            )  # fmt: skip
+            held = record.get("held_out_error")
+            print(
+                f"{layer}: validation error {record['validation_error']:.4f} (untrained "
+                f"{record['validation_error_before']:.4f})"
+                + (f", held-out error {held:.4f}" if held is not None else "")
+                + f", {record['train_seconds']:.1f} s of training -> {path}"
+            )
+        if out is not None:
+            target = out if out.suffix == ".safetensors" else out / path.name
+            atomic_write(target, lambda tmp, src=path: shutil.copyfile(src, tmp))
+            print(f"{layer}: copied to {target}")
+
+
 def _methods(spec: str) -> list[str]:
     from cnninv.inversion import METHODS
 
@@ -421,13 +543,20 @@ def _invert(args) -> None:
     else:
         if len(images) != 1:
             raise ValueError("give one folder (or one file) of inputs for this model")
-        if args.decoder:
-            raise ValueError("--decoder goes with VGG16 layers named the paper's way (pool4…)")
+        if args.method == "all":  # the decoder where one was trained (or given)
+            from cnninv.inversion.any_decoder import any_decoder_path
+            from cnninv.inversion.training import cache_dir
+
+            cached = any_decoder_path(cache_dir(args.cache), loaded.model, args.layer)
+            methods = ("iht", "optimize", "deconvnet")
+            if args.decoder or cached.is_file():
+                methods += ("decoder",)
         config = invert.AnyConfig(
             layer=args.layer, methods=methods, inputs=str(images[0]),
             size=str(args.size) if args.size else "", channels=args.channels,
             value_range=args.value_range, mean=args.mean, std=args.std, iters=args.iters,
-            filters=args.filters, seed=args.seed, device=str(device), quick=args.quick,
+            filters=args.filters, decoder=args.decoder or "", cache=args.cache or "",
+            seed=args.seed, device=str(device), quick=args.quick,
         )  # fmt: skip
         result = invert.run_any(loaded, config, progress=_progress(args), log=_log)
     files, record = invert_files(result)

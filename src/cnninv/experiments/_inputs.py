@@ -118,6 +118,13 @@ class Inputs:
     convention: InputConvention | None = None
 
 
+def model_convention(loaded: LoadedModel, config, log=None) -> InputConvention:
+    """The convention photos are prepared with for ``loaded``: ``config``'s ``size``,
+    ``channels``, ``value_range``, ``mean``, ``std`` over the model's own (or torchvision's,
+    said on ``log``)."""
+    return _convention(loaded, config, log)
+
+
 def _convention(loaded: LoadedModel, config, log) -> InputConvention:
     given = any((config.size, config.channels, config.value_range, config.mean, config.std))
     base = loaded.convention

@@ -18,7 +18,7 @@ from cnninv._checks import check_memory, resolve_device
 from cnninv.data import read_photos
 from cnninv.data.photos import file_sha256
 from cnninv.experiments._common import environment
-from cnninv.experiments._inputs import load_model_inputs
+from cnninv.experiments._inputs import load_model_inputs, model_convention
 from cnninv.inversion import (
     IMAGE_ERROR_DEFINITION,
     METHODS,
@@ -36,7 +36,16 @@ from cnninv.inversion.shipping import shipped_decoder, shipped_for
 from cnninv.metrics import relative_error
 from cnninv.models import LoadedModel, LoadedNetwork, next_conv
 
-__all__ = ["AnyConfig", "Config", "run", "run_any", "unique_names"]
+__all__ = [
+    "AnyConfig",
+    "AnyTrainConfig",
+    "Config",
+    "any_decoder_for",
+    "run",
+    "run_any",
+    "train_any",
+    "unique_names",
+]
 
 
 @dataclass
@@ -193,6 +202,8 @@ class AnyConfig:
     max_inputs: int = 0
     iters: int | None = None
     filters: str = "learned"
+    decoder: str = ""  # the decoder file of the "decoder" method (default: the cached one)
+    cache: str = ""
     seed: int = 0
     device: str = "cpu"
     quick: bool = False
@@ -201,9 +212,29 @@ class AnyConfig:
         bad = [m for m in self.methods if m not in GENERIC_METHODS]
         if bad or not self.methods:
             raise ValueError(
-                f"methods for this model must be among {', '.join(GENERIC_METHODS)} (the "
-                f"decoder method needs a decoder trained for the model), got {self.methods}"
+                f"methods for this model must be among {', '.join(GENERIC_METHODS)}, got "
+                f"{self.methods}"
             )
+
+
+def any_decoder_for(loaded: LoadedModel, config: AnyConfig):
+    """The decoder of ``config.layer`` for ``loaded`` (``config.decoder``, else the cached
+    one) and its record; ``ValueError`` saying how to train one when there is none."""
+    from cnninv.inversion.any_decoder import any_decoder_path, load_any_decoder
+    from cnninv.inversion.training import cache_dir
+
+    path = Path(config.decoder) if config.decoder else None
+    if path is None:
+        path = any_decoder_path(cache_dir(config.cache or None), loaded.model, config.layer)
+        if not path.is_file():
+            raise ValueError(
+                f"no decoder trained for layer {config.layer!r} of this model (looked for "
+                f"{path}): train one with cnninv train-decoder --model {loaded.spec} --layer "
+                f"{config.layer} (same --inputs/--size/… as here), or pass --decoder FILE"
+            )
+    device = next(loaded.model.parameters()).device
+    decoder, info = load_any_decoder(path, model=loaded.model, layer=config.layer, device=device)
+    return decoder, {"path": str(path), **info}
 
 
 def run_any(
@@ -221,10 +252,13 @@ def run_any(
     x = inputs.x.to(next(loaded.model.parameters()).device)
     results, pictures, arrays = [], {}, {}
     conv = inputs.convention if inputs.kind == "image" else None
+    decoder, decoder_record = None, None
+    if "decoder" in config.methods:
+        decoder, decoder_record = any_decoder_for(loaded, config)
     for method in config.methods:
         inv = invert_any(
             loaded.model, x, config.layer, method, convention=conv, iters=config.iters,
-            filters=config.filters, seed=config.seed, progress=progress,
+            filters=config.filters, seed=config.seed, progress=progress, decoder=decoder,
         )  # fmt: skip
         if conv is not None:
             metrics = image_metrics(inv.x_hat, x, conv)
@@ -263,7 +297,7 @@ def run_any(
         "methods": list(config.methods),
         "filters": config.filters,
         "iters": config.iters,
-        "decoder": None,
+        "decoder": decoder_record,
         "error_definition": "relative_error: ||x_hat - x|| / ||x|| in the model's input space"
         + ("; rgb_relative_error, psnr, ssim on RGB [0, 1]" if conv is not None else ""),
         "results": results,
@@ -285,3 +319,126 @@ def _npy_base64(t) -> str:
     buf = io.BytesIO()
     np.save(buf, t.detach().float().cpu().numpy(), allow_pickle=False)
     return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+@dataclass
+class AnyTrainConfig:
+    """``cnninv train-decoder --model SPEC`` for any model: where its training inputs come
+    from (``inputs``: a folder of photos or WAV files or a ``.npy`` array, every eighth one
+    kept for validation; none: the decoders' default photos of
+    :func:`cnninv.data.photos.photo_split`, with ``images`` added, and the held-out photos
+    measured), the input convention (as ``cnninv analyze``), and the training settings of
+    :class:`cnninv.inversion.any_decoder.AnyDecoderConfig`."""
+
+    inputs: str = ""
+    images: str = ""
+    only_images: bool = False
+    size: str = ""
+    channels: str = ""
+    value_range: str = ""
+    mean: str = ""
+    std: str = ""
+    max_inputs: int = 0
+    steps: int = 1000
+    batch: int = 8
+    lr: float = 1e-3
+    width: int = 32
+    convs: int = 2
+    flips: bool = True
+    seed: int = 0
+
+
+def _split_every_eighth(x):
+    import torch
+
+    if x.shape[0] < 2:
+        raise ValueError(
+            f"training a decoder needs at least 2 inputs (one kept for validation), got "
+            f"{x.shape[0]}"
+        )
+    val = torch.arange(x.shape[0]) % 8 == 7
+    if not bool(val.any()):
+        val[-1] = True
+    return x[~val], x[val]
+
+
+def train_any(
+    loaded: LoadedModel,
+    layer: str,
+    config: AnyTrainConfig,
+    *,
+    progress: bool = False,
+    log: Callable[[str], None] | None = None,
+):
+    """Train the decoder of ``layer`` (a qualified module name) of any model
+    (:func:`cnninv.inversion.any_decoder.train_any_decoder`) on the inputs of ``config``.
+    Returns the decoder and its training record (with the inputs' source and, on the
+    default photos, the held-out photos' error)."""
+    from cnninv.data.photos import photo_split
+    from cnninv.inversion.any_decoder import AnyDecoderConfig, train_any_decoder
+    from cnninv.inversion.crops import readable_photos
+    from cnninv.models import check_inputs
+
+    model = loaded.model
+    dev = next(model.parameters()).device
+    held, held_names, flips = None, [], config.flips
+    if config.inputs:
+        inputs = load_model_inputs(loaded, config, log)
+        x_train, x_val = _split_every_eighth(inputs.x)
+        flips = flips and inputs.kind == "image"
+        source = (
+            f"{inputs.description}: {x_train.shape[0]} for training, {x_val.shape[0]} for "
+            "validation"
+        )
+    else:
+        if loaded.input_kind != "image":
+            raise ValueError(
+                f"the model takes {loaded.input_kind}s, not photos: give --inputs (a folder of "
+                "WAV files, or a .npy array of the shape its forward takes)"
+            )
+        if loaded.input_shape is not None and len(loaded.input_shape) == 4:
+            if loaded.input_shape[-1] == 3 and loaded.input_shape[1] != 3:
+                raise ValueError(
+                    "the model takes channels-last (NHWC) photos: give them as a .npy array "
+                    "with --inputs"
+                )
+        convention = model_convention(loaded, config, log)
+        split = photo_split(config.images or None, defaults=not config.only_images)
+        x_train, _ = read_photos(readable_photos(split.train), convention)
+        if split.validation:
+            x_val, _ = read_photos(split.validation, convention)
+        else:
+            x_train, x_val = _split_every_eighth(x_train)
+        held, held_paths = read_photos(split.held_out, convention)
+        held_names = [p.stem for p in held_paths]
+        source = (
+            f"the decoders' photos: {x_train.shape[0]} for training, {x_val.shape[0]} for "
+            f"validation, {held.shape[0]} held out ("
+            + ", ".join(f"{k} {v}" for k, v in split.sources.items())
+            + ")"
+        )
+    check_inputs(model, x_train[:1].to(dev), input_shape=loaded.input_shape)
+    settings = AnyDecoderConfig(
+        steps=config.steps, batch=config.batch, lr=config.lr, width=config.width,
+        convs=config.convs, flips=flips, seed=config.seed,
+    )  # fmt: skip
+    if log is not None:
+        log(f"[cnninv] decoder {layer}: {source}; {settings.steps} steps of {settings.batch}")
+    decoder, record = train_any_decoder(
+        model, layer, x_train.to(dev), x_val.to(dev), settings, progress=progress, log=log
+    )
+    record["inputs_source"] = source
+    if held is not None:
+        import torch
+
+        from cnninv.inversion.generic import activation
+
+        feats = activation(model, layer)
+        errs = []
+        with torch.no_grad():
+            for s in range(0, held.shape[0], settings.batch):
+                xb = held[s : s + settings.batch].to(dev)
+                errs += relative_error(decoder(feats(xb)), xb).tolist()
+        record["held_out_error"] = sum(errs) / len(errs)
+        record["held_out_inputs"] = held_names
+    return decoder, record

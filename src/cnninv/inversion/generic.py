@@ -10,6 +10,9 @@ named by its qualified module name:
     to the input, every ReLU's backward replaced by a ReLU of the signal (their rule), max
     pooling undone with its switches, each convolution by its transpose; rescaled to
     :math:`\|x\|`.
+``"decoder"``
+    A decoder trained for the model and layer (:mod:`cnninv.inversion.any_decoder`,
+    ``cnninv train-decoder --model SPEC --layer NAME``), one forward pass.
 ``"iht"``
     The paper's reconstruction through a convolution (``layer`` names it): its input
     activation :math:`f`, :math:`\hat f = \mathbf W^T\mathbb M(\mathbf W f, k)` with the
@@ -42,8 +45,8 @@ from cnninv.models.discovery import discover
 
 __all__ = ["GENERIC_METHODS", "activation", "deconvnet_any", "invert_any"]
 
-#: The methods that work for any (Python) model.
-GENERIC_METHODS = ("iht", "optimize", "deconvnet")
+#: The methods that work for any (Python) model ("decoder" needs a decoder trained for it).
+GENERIC_METHODS = ("iht", "optimize", "deconvnet", "decoder")
 
 
 class _Stop(Exception):
@@ -162,6 +165,7 @@ def invert_any(
     optimize: OptimizeOptions | None = None,
     seed: int = 0,
     progress: bool = False,
+    decoder: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> Inversion:
     """Reconstruct the inputs ``x`` (already in the model's input space) from their
     activations at ``layer`` by ``method`` (one of :data:`GENERIC_METHODS`).
@@ -173,9 +177,11 @@ def invert_any(
         TorchScript model, a non-finite reconstruction.
     """
     if method not in GENERIC_METHODS:
+        raise ValueError(f"method must be one of {GENERIC_METHODS} for this model, got {method!r}")
+    if method == "decoder" and decoder is None:
         raise ValueError(
-            f"method must be one of {GENERIC_METHODS} for this model (the decoder method "
-            f"needs a decoder trained for it), got {method!r}"
+            f"method 'decoder' needs a decoder trained for this model and layer {layer!r}: "
+            f"cnninv train-decoder --model SPEC --layer {layer}"
         )
     if filters not in FILTERS:
         raise ValueError(f"filters must be one of {FILTERS}, got {filters!r}")
@@ -188,7 +194,15 @@ def invert_any(
     gen = make_generator(seed, None, x.device)
     info: dict[str, Any] = {}
     started = time.perf_counter()
-    if method == "deconvnet":
+    if method == "decoder":
+        with torch.no_grad():
+            x_hat = decoder(activation(model, layer)(x))
+        if tuple(x_hat.shape) != tuple(x.shape):
+            raise ValueError(
+                f"the decoder gives {tuple(x_hat.shape)} for inputs of shape {tuple(x.shape)}"
+            )
+        info = {"decoded_by": "a decoder trained for this model and layer"}
+    elif method == "deconvnet":
         x_hat = rescale_to(deconvnet_any(model, x, layer), x)
         info = {"rescaled_to": "||x|| (input space), per input"}
     elif method == "optimize":
