@@ -179,8 +179,10 @@ def main(argv: list[str] | None = None) -> int:
         "device": args.device,
         "finished": finished,
     }
+    from cnninv.io import to_jsonable  # NumPy scalars in some results (e.g. float32)
+
     with open(args.out, "w", encoding="utf-8") as fh:
-        json.dump(saved, fh, indent=2)
+        json.dump(to_jsonable(saved), fh, indent=2)
         fh.write("\n")
     print(f"wrote {args.out}")
     md = args.markdown
