@@ -931,6 +931,20 @@ def test_cli_train_decoder_trains_caches_and_writes(tmp_path, capsys):
         cli.handle(parser.parse_args(["train-decoder", "--layer", "conv3_1"]))
 
 
+def test_diverging_training_says_so_and_leaves_no_cache(tmp_path, capsys):
+    """A learning rate that makes the loss non-finite is one line (naming --lr), exit 2,
+    and the --cache folder this run created is gone (CI's fuzz test found a checkpoint of
+    NaN weights left behind)."""
+    from cnninv.cli import main
+
+    cache = tmp_path / "new cache"
+    code = main(["train-decoder", "--layer", "pool1", "--lr", "1e20", "--quick", "--cache",
+                 str(cache), "--no-progress"])  # fmt: skip
+    errors = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("cnninv: error")]
+    assert code == 2 and len(errors) == 1 and "non-finite" in errors[0] and "--lr" in errors[0]
+    assert not cache.exists()
+
+
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     """A training folder without a readable image, a decoder file for another layer or
     another encoder, a truncated decoder file: one line on stderr, exit code 2, no file

@@ -573,7 +573,22 @@ def _invert(args) -> None:
     print(f"-> {path}")
 
 
-COMMANDS = {"invert": lambda args: _invert(args), "train-decoder": lambda args: _train(args)}
+def _train_leaving_nothing(args) -> None:
+    """train-decoder; a --cache folder that this run created is removed when the run fails
+    with an error (an interrupted run keeps its checkpoint, to resume)."""
+    import shutil
+
+    root = Path(args.cache).expanduser() if args.cache else None
+    created = root is not None and not root.exists()
+    try:
+        _train(args)
+    except (ValueError, OSError):
+        if created and root.exists():
+            shutil.rmtree(root, ignore_errors=True)
+        raise
+
+
+COMMANDS = {"invert": lambda args: _invert(args), "train-decoder": _train_leaving_nothing}
 
 
 def handle(args: argparse.Namespace) -> None:

@@ -493,6 +493,7 @@ def train_decoder(
             dynamic_ncols=True,
         )
     seen_before = step
+    fresh_checkpoint = ckpt is not None and not ckpt.exists()
     try:
         decoder.train()
         for item in loader:
@@ -530,6 +531,11 @@ def train_decoder(
                 dist.all_reduce(value)
                 value = value / world
             losses.append(value.item())
+            if not math.isfinite(losses[-1]):
+                raise ValueError(
+                    f"{config.layer}: the decoder's loss became non-finite at step {step + 1} "
+                    f"(lr {config.lr}): lower the learning rate (--lr)"
+                )
             step += 1
             if bar is not None:
                 bar.update(1)
@@ -549,6 +555,10 @@ def train_decoder(
                     )
             if epoch_end or step % config.checkpoint_every == 0:
                 checkpoint_now(step // config.steps_per_epoch if epoch_end else None)
+    except ValueError:
+        if fresh_checkpoint and rank == 0:  # nothing of a failed first run is kept
+            ckpt.unlink(missing_ok=True)
+        raise
     finally:
         if bar is not None:
             bar.close()
