@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from cnninv.inversion import (
     load_decoder,
     png_base64,
 )
+from cnninv.inversion.any_decoder import AnyDecoderConfig
 from cnninv.inversion.generic import GENERIC_METHODS, invert_any
 from cnninv.inversion.shipping import shipped_decoder, shipped_for
 from cnninv.metrics import relative_error
@@ -322,7 +323,7 @@ def _npy_base64(t) -> str:
 
 
 @dataclass
-class AnyTrainConfig:
+class AnyTrainConfig(AnyDecoderConfig):
     """``cnninv train-decoder --model SPEC`` for any model: where its training inputs come
     from (``inputs``: a folder of photos or WAV files or a ``.npy`` array, every eighth one
     kept for validation; none: the decoders' default photos of
@@ -340,12 +341,6 @@ class AnyTrainConfig:
     std: str = ""
     max_inputs: int = 0
     steps: int = 1000
-    batch: int = 8
-    lr: float = 1e-3
-    width: int = 32
-    convs: int = 2
-    flips: bool = True
-    seed: int = 0
 
 
 def _split_every_eighth(x):
@@ -375,7 +370,7 @@ def train_any(
     Returns the decoder and its training record (with the inputs' source and, on the
     default photos, the held-out photos' error)."""
     from cnninv.data.photos import photo_split
-    from cnninv.inversion.any_decoder import AnyDecoderConfig, train_any_decoder
+    from cnninv.inversion.any_decoder import train_any_decoder
     from cnninv.inversion.crops import readable_photos
     from cnninv.models import check_inputs
 
@@ -419,9 +414,9 @@ def train_any(
         )
     check_inputs(model, x_train[:1].to(dev), input_shape=loaded.input_shape)
     settings = AnyDecoderConfig(
-        steps=config.steps, batch=config.batch, lr=config.lr, width=config.width,
-        convs=config.convs, flips=flips, seed=config.seed,
-    )  # fmt: skip
+        **{f.name: getattr(config, f.name) for f in fields(AnyDecoderConfig)}
+    )
+    settings.flips = flips
     if log is not None:
         log(f"[cnninv] decoder {layer}: {source}; {settings.steps} steps of {settings.batch}")
     decoder, record = train_any_decoder(
