@@ -247,11 +247,12 @@ def train_any_decoder(
                 f"{tuple(x_train.shape[1:])}"
             )
         dev = x_train.device
-        torch.manual_seed(config.seed)  # the decoder's initial weights
-        decoder = ActivationDecoder(
-            f_all.shape[1], tuple(f_all.shape[2:]), x_train.shape[1], tuple(x_train.shape[2:]),
-            width=config.width, convs=config.convs,
-        ).to(dev)  # fmt: skip
+        with torch.random.fork_rng(devices=[]):  # the initial weights, from the seed alone
+            torch.manual_seed(config.seed)
+            decoder = ActivationDecoder(
+                f_all.shape[1], tuple(f_all.shape[2:]), x_train.shape[1],
+                tuple(x_train.shape[2:]), width=config.width, convs=config.convs,
+            ).to(dev)  # fmt: skip
         dims = [0, *range(2, x_train.dim())]
         decoder.input_scale.fill_(float(f_all.pow(2).mean().sqrt().clamp_min(1e-12)))
         decoder.output_mean.copy_(x_train.mean(dim=dims))
