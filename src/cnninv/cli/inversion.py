@@ -517,17 +517,12 @@ def _invert(args) -> None:
     from cnninv._checks import resolve_device
     from cnninv.experiments import invert
     from cnninv.io import atomic_write_bytes, atomic_write_json
-    from cnninv.models import load_model, parse_model_args
     from cnninv.report.inversion import invert_files
 
     check_output(args.out)
     device = resolve_device(args.device)
     methods = tuple(_methods(args.method))
-    model_args = parse_model_args(args.model_arg)
-    loaded = load_model(
-        args.model, args.weights, model_args=model_args, device=device, seed=args.seed,
-        features_only=True,
-    )  # fmt: skip
+    loaded = _load_model(args, device)
     images = [Path(item) for item in args.image]
     if _paper_layer(loaded, args.layer):
         config = invert.Config(
