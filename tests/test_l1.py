@@ -222,6 +222,22 @@ def test_max_iter_stop_reason_and_warm_start():
     assert warm.n_iter == 1 and warm.stop_reason == "converged"
 
 
+@pytest.mark.parametrize("nonneg", [False, True])
+def test_fista_leaves_its_inputs_untouched(nonneg):
+    """FISTA updates its temporaries in place: never the caller's x, z0 or mask."""
+    W = _op_2d()
+    x = _signal(W, 3, seed=5)
+    g = torch.Generator().manual_seed(6)
+    z0 = torch.rand((3, *W.out_shape), generator=g, dtype=f64)
+    mask = torch.rand((3, *W.out_shape), generator=g) > 0.3
+    for z0_ in (z0, W.native_layout(z0)):  # already in the operator's layout: no copy made
+        kept = (x.clone(), z0_.clone(), mask.clone())
+        res = fista(W, x, _lam(W, x, 0.1), z0=z0_, mask=mask, nonneg=nonneg, max_iter=15)
+        for before, after in zip(kept, (x, z0_, mask), strict=True):
+            assert torch.equal(before, after)
+        assert not torch.equal(res.z, z0_)
+
+
 def test_lipschitz_underestimate_is_caught_by_backtracking():
     W = _op_1d()
     x = _signal(W, 2, seed=9)

@@ -89,6 +89,48 @@ def test_sample_model_sparse_structure(shape, pool):
     )
 
 
+def _sample_at_once(batch, shape, k, pool, gen, dtype=torch.float32):
+    """The sampler written plainly (every row's draws at once): the oracle of its
+    chunked, memory-lean form."""
+    from cnninv.sparsity import block_shape, num_blocks, pool_shape
+
+    spatial = shape[1:]
+    kernel, blocks = pool_shape(spatial, pool), block_shape(spatial, pool)
+    per_map, plane = math.prod(blocks), math.prod(spatial)
+    chosen = torch.rand((batch, num_blocks(shape, pool)), generator=gen).topk(k, dim=1).indices
+    region = chosen % per_map
+    flat = chosen // per_map * plane
+    for axis in range(len(spatial)):
+        r = (region // math.prod(blocks[axis + 1 :])) % blocks[axis]
+        start = r * kernel[axis]
+        extent = torch.clamp(spatial[axis] - start, max=kernel[axis])
+        offset = (torch.rand((batch, k), generator=gen) * extent).long()
+        flat = flat + (start + torch.minimum(offset, extent - 1)) * math.prod(spatial[axis + 1 :])
+    values = torch.rand((batch, k), generator=gen, dtype=dtype) * 2 - 1
+    z = torch.zeros((batch, shape[0] * plane), dtype=dtype)
+    return z.scatter_(1, flat, values).view(batch, *shape)
+
+
+@pytest.mark.parametrize(
+    ("shape", "k", "pool"),
+    [((4, 10, 10), 7, 2), ((3, 11, 9), 10, (3, 2)), ((6, 13), 5, 4), ((50,), 20, None),
+     ((2, 7, 7), 30, 1), ((5, 31, 29), 70, (2, 3)), ((4, 9, 9), 36, (3, 3))],
+)  # fmt: skip
+@pytest.mark.parametrize("chunk_bytes", [1, 5000, 2**26])
+def test_sampler_draws_rows_in_chunks_with_the_same_numbers(monkeypatch, shape, k, pool,
+                                                            chunk_bytes):  # fmt: skip
+    """On the CPU a few rows at a time (bounded temporaries) give the same codes, bit for
+    bit, as every row at once, and leave the generator in the same state."""
+    from cnninv.theory import rip
+
+    monkeypatch.setattr(rip, "_CHUNK_BYTES", chunk_bytes)
+    for dtype in (torch.float32, torch.float64):
+        g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+        got = sample_model_sparse(5, shape, k, pool, generator=g1, dtype=dtype)
+        assert torch.equal(got, _sample_at_once(5, shape, k, pool, g2, dtype))
+        assert torch.equal(torch.rand(4, generator=g1), torch.rand(4, generator=g2))
+
+
 def test_sampling_is_seeded():
     a = sample_model_sparse(4, (5, 9), 2, seed=11)
     b = sample_model_sparse(4, (5, 9), 2, seed=11)

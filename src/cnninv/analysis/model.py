@@ -390,8 +390,9 @@ def _rip(
     dev = W.weight.device
     for b in _chunked(samples, 3 * item):
         z = sample_model_sparse(b, W.out_shape, k, pool, generator=gen, device=dev)
-        z2 = z + sample_model_sparse(b, W.out_shape, k, pool, generator=gen, device=dev)
         r1.append(model_rip_ratios(W, z).cpu())
+        z2 = sample_model_sparse(b, W.out_shape, k, pool, generator=gen, device=dev).add_(z)
+        del z
         r2.append(model_rip_ratios(W, z2).cpu())
     return torch.cat(r1), torch.cat(r2)
 

@@ -126,10 +126,6 @@ def _l1(z: torch.Tensor) -> torch.Tensor:
     return z.abs().sum(dims(z))
 
 
-def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return (a * b).sum(dims(a))
-
-
 def _project(z: torch.Tensor, mask: torch.Tensor | None, nonneg: bool) -> torch.Tensor:
     """Onto the constraint set: zero outside ``mask``, and ``z >= 0`` when ``nonneg``."""
     if nonneg:
@@ -143,10 +139,26 @@ def _prox_l1(
     v: torch.Tensor, thresh: torch.Tensor, mask: torch.Tensor | None, nonneg: bool
 ) -> torch.Tensor:
     r"""Prox of :math:`\tau\|\cdot\|_1` plus the constraints: soft thresholding by
-    ``thresh`` (per sample), ``max(v - thresh, 0)`` when ``nonneg``, zero outside ``mask``."""
+    ``thresh`` (per sample), ``max(v - thresh, 0)`` when ``nonneg``, zero outside ``mask``.
+    Overwrites ``v`` (a temporary of the caller's)."""
     t = bcast(thresh, v)
-    out = (v - t).clamp_min(0) if nonneg else torch.sign(v) * (v.abs() - t).clamp_min(0)
-    return _project(out, mask, False)
+    if nonneg:
+        out = v.sub_(t).clamp_min_(0)
+    else:
+        out = v.abs().sub_(t).clamp_min_(0).mul_(torch.sign(v))
+    if mask is not None:
+        out = out.masked_fill_(~mask, 0)
+    return out
+
+
+def _extrapolate(a: torch.Tensor, a_prev: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+    """FISTA's momentum step :math:`a + \beta (a - a_{prev})` per sample, in one new tensor."""
+    return torch.sub(a, a_prev).mul_(bcast(beta, a)).add_(a)
+
+
+def _gradient_step(y: torch.Tensor, grad: torch.Tensor, L: torch.Tensor) -> torch.Tensor:
+    """:math:`y - \nabla/L` per sample, in one new tensor."""
+    return torch.div(grad, bcast(L, y)).neg_().add_(y)
 
 
 def _duality(
@@ -157,7 +169,8 @@ def _duality(
     mask: torch.Tensor | None,
     nonneg: bool,
 ) -> DualityGap:
-    r"""Gap at ``z`` from its residual ``r = x - W^T z`` and ``g = 2 W r`` (see :func:`fista`).
+    r"""Gap at ``z`` from its residual ``r = x - W^T z`` and ``g = 2 W r`` (see :func:`fista`;
+    ``g`` is overwritten).
 
     With :math:`c = \max_{i\in S} |g_i|` (:math:`\max_{i\in S} (g_i)_+` when non-negative)
     and :math:`s=\min(1, \lambda/c)`, :math:`\theta = s\,r` is dual feasible and
@@ -166,13 +179,14 @@ def _duality(
     """
     score = g.clamp_min(0) if nonneg else g.abs()
     if mask is not None:
-        score = torch.where(mask, score, torch.zeros((), dtype=g.dtype, device=g.device))
+        score = score.masked_fill_(~mask, 0)
     c = score.amax(dims(score))
+    del score
     s = torch.where(c > lam, lam / c.clamp_min(torch.finfo(c.dtype).tiny), torch.ones_like(c))
     r_sq = per_sample_norm(r) ** 2
     l1 = lam * _l1(z)
     objective = r_sq + l1
-    gap = (1 - s) ** 2 * r_sq + l1 - s * _dot(g, z)
+    gap = (1 - s) ** 2 * r_sq + l1 - s * g.mul_(z).sum(dims(g))  # <g, z>, in g's memory
     return DualityGap(objective, objective - gap, gap, safe_div(gap, objective))
 
 
@@ -403,7 +417,7 @@ def fista(
     else:
         Az = W.rmatvec(z)  # W^T z
         Gz = W.matvec(Az)  # W W^T z
-    z_prev, Az_prev, Gz_prev = z, Az, Gz
+    dz, Az_prev, Gz_prev = torch.zeros_like(z), Az, Gz  # dz: z - z_prev
     done = torch.zeros((B,), dtype=torch.bool, device=device)
     sample_iters = torch.zeros((B,), dtype=torch.long, device=device)
     check_norm(per_sample_norm(xb), "x")
@@ -419,12 +433,13 @@ def fista(
     for it in range(1, max_iter + 1):
         t_next = (1 + torch.sqrt(1 + 4 * t**2)) / 2
         beta = (t - 1) / t_next
-        y = z + bcast(beta, z) * (z - z_prev)
-        Ay = Az + bcast(beta, Az) * (Az - Az_prev)
-        Gy = Gz + bcast(beta, Gz) * (Gz - Gz_prev)
-        v_grad = 2 * (Gy - Wx)  # gradient of the quadratic at y
+        # every temporary below is made once and updated in place (no allocation per
+        # operation: at VGG sizes the page faults would cost more than the arithmetic)
+        y = dz.mul_(bcast(beta, z)).add_(z)  # z + beta (z - z_prev)
+        Ay = _extrapolate(Az, Az_prev, beta)
+        v_grad = _extrapolate(Gz, Gz_prev, beta).sub_(Wx).mul_(2)  # gradient at y
         for _ in range(max_backtrack + 1):
-            z_new = _prox_l1(y - v_grad / bcast(L, y), lam / L, maskb, nonneg)
+            z_new = _prox_l1(_gradient_step(y, v_grad, L), lam / L, maskb, nonneg)
             Az_new = W.rmatvec(z_new)
             if safe_step:
                 break
@@ -439,20 +454,24 @@ def fista(
                 break
             L = torch.where(bad, 1.1 * torch.maximum(L, safe_div(curv, d_sq)), L)
         Gz_new = W.matvec(Az_new)
-        if restart:
-            t_next = torch.where(_dot(y - z_new, z_new - z) > 0, torch.ones_like(t), t_next)
+        dz = z_new - z
+        if restart:  # <y - z+, z+ - z> > 0: reset the momentum
+            ahead = y.sub_(z_new).mul_(dz).sum(dims(y)) > 0
+            t_next = torch.where(ahead, torch.ones_like(t), t_next)
+        del y
         keep = ~done
         if any_done:  # samples that have stopped keep their code
             z_new = torch.where(bcast(keep, z), z_new, z)
             Az_new = torch.where(bcast(keep, Az), Az_new, Az)
             Gz_new = torch.where(bcast(keep, Gz), Gz_new, Gz)
             t = torch.where(keep, t_next, t)
+            dz = z_new - z
         else:
             t = t_next
-        change = safe_div(per_sample_norm(z_new - z), per_sample_norm(z_new))
-        z_prev, Az_prev, Gz_prev = z, Az, Gz
+        change = safe_div(per_sample_norm(dz), per_sample_norm(z_new))
+        Az_prev, Gz_prev = Az, Gz
         z, Az, Gz = z_new, Az_new, Gz_new
-        dual = _duality(xb - Az, 2 * (Wx - Gz), z, lam, maskb, nonneg)
+        dual = _duality(xb - Az, torch.sub(Wx, Gz).mul_(2), z, lam, maskb, nonneg)
         stat = L1Stat(
             iteration=it,
             objective=dual.objective,

@@ -86,29 +86,82 @@ def sample_model_sparse(
     spatial = shape[1:]
     kernel = pool_shape(spatial, pool)
     blocks = block_shape(spatial, pool)
-    per_map = math.prod(blocks)
     gen = make_generator(seed, generator, device)
+    plane = math.prod(spatial)
+    numel = shape[0] * plane
+    # positions fit int32 below 2**31 entries: half the memory of torch's int64 indices
+    index = torch.int32 if numel < 2**31 else torch.long
     with allocating(f"batch={batch}, shape={shape}"):
-        chosen = torch.rand((batch, total), generator=gen, device=device).topk(k, dim=1).indices
-        channel, region = chosen // per_map, chosen % per_map
-        plane = math.prod(spatial)
-        flat = channel * plane
+        z = torch.zeros((batch, numel), dtype=dtype, device=device)
+        chosen = torch.empty((batch, k), dtype=index, device=device)
+        rows = _row_chunks(batch, total, k, device)
+        # 1. k distinct blocks per sample: those of the k largest of `total` uniforms
+        for sl in rows:
+            n = sl.stop - sl.start
+            chosen[sl] = torch.rand((n, total), generator=gen, device=device).topk(k, dim=1)[1]
+        # 2. one position in each block, axis by axis (every block's draw for an axis, then
+        # the next axis); with blocks of one entry the block is the position
+        whole = all(size == 1 for size in kernel)
+        flat = chosen if whole else torch.empty_like(chosen)
         for axis in range(len(spatial)):
-            inner = math.prod(blocks[axis + 1 :])
-            r = (region // inner) % blocks[axis]
-            start = r * kernel[axis]
-            extent = torch.clamp(spatial[axis] - start, max=kernel[axis])
-            offset = (torch.rand((batch, k), generator=gen, device=device) * extent).long()
-            flat = flat + (start + torch.minimum(offset, extent - 1)) * math.prod(
-                spatial[axis + 1 :]
+            inner, step = math.prod(blocks[axis + 1 :]), math.prod(spatial[axis + 1 :])
+            for sl in rows:
+                u = torch.rand((sl.stop - sl.start, k), generator=gen, device=device)
+                if not whole:
+                    _place(flat[sl], chosen[sl], u, axis, spatial, kernel, blocks, inner, step)
+        # 3. the values, uniform on [low, high]
+        for sl in rows:
+            n = sl.stop - sl.start
+            values = (
+                torch.rand((n, k), generator=gen, device=device, dtype=dtype) * (high - low) + low
             )
-        values = (
-            torch.rand((batch, k), generator=gen, device=device, dtype=dtype) * (high - low) + low
-        )
-        z = torch.zeros((batch, shape[0] * plane), dtype=dtype, device=device)
-    check_finite(values, f"the sampled values (low, high too large for {dtype})")
-    z.scatter_(1, flat, values)
+            check_finite(values, f"the sampled values (low, high too large for {dtype})")
+            z[sl].scatter_(1, flat[sl].long(), values)
     return z.view(batch, *shape)
+
+
+#: temporaries of one chunk of rows in :func:`sample_model_sparse` (its uniforms and topk)
+_CHUNK_BYTES = 2**26
+
+
+def _row_chunks(batch: int, total: int, k: int, device: torch.device) -> list[slice]:
+    """Rows drawn together. On the CPU torch draws a tensor's uniforms row after row, so
+    drawing a few rows at a time gives the same numbers as all at once and bounds the
+    temporaries; elsewhere (counter-based generators) every row is drawn at once."""
+    if device.type != "cpu":
+        return [slice(0, batch)]
+    per = max(1, _CHUNK_BYTES // (4 * total + 24 * k))
+    return [slice(i, min(i + per, batch)) for i in range(0, batch, per)]
+
+
+def _place(
+    flat: torch.Tensor,
+    chosen: torch.Tensor,
+    u: torch.Tensor,
+    axis: int,
+    spatial: tuple[int, ...],
+    kernel: tuple[int, ...],
+    blocks: tuple[int, ...],
+    inner: int,
+    step: int,
+) -> None:
+    """Add, in place, the coordinate along ``axis`` of the position drawn by ``u`` in each
+    chosen block to the flat index ``flat`` (the channel's offset on the first axis)."""
+    chosen = chosen.long()
+    per_map = math.prod(blocks)
+    region = chosen % per_map
+    start = (region // inner) % blocks[axis] * kernel[axis]
+    if spatial[axis] % kernel[axis] == 0:  # every block whole along this axis
+        offset = (u * kernel[axis]).long().clamp_(max=kernel[axis] - 1)
+    else:  # the last block is cut by the border: a position inside what is left
+        extent = torch.clamp(spatial[axis] - start, max=kernel[axis])
+        offset = torch.minimum((u * extent).long(), extent - 1)
+    coord = (start + offset) * step
+    if axis == 0:
+        coord += chosen // per_map * math.prod(spatial)
+        flat.copy_(coord)
+    else:
+        flat += coord
 
 
 def _check_code(W: object, z: object) -> torch.Tensor:
