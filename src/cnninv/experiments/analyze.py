@@ -21,7 +21,7 @@ from cnninv.models import LoadedModel, layer_map
 
 __all__ = ["QUICK", "Config", "run"]
 
-#: ``--quick``: few inputs, few codes, short solvers (about a minute for VGG16 on 2 cores).
+#: ``--quick``: few inputs, few codes, short solvers (VGG16: about 6 minutes on one thread).
 QUICK = {
     "max_inputs": 4,
     "samples": 16,
