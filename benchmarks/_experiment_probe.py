@@ -115,6 +115,8 @@ def _import_all() -> None:
     import cnninv
 
     for info in pkgutil.walk_packages(cnninv.__path__, "cnninv."):
+        if info.name.rsplit(".", 1)[-1] == "__main__":  # importing it runs the command line
+            continue
         try:
             importlib.import_module(info.name)
         except Exception:  # an optional dependency missing: that module is not used
