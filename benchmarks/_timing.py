@@ -291,8 +291,10 @@ def bench_main(
     parser.add_argument("--json", metavar="OUT.json", help="also write the figures as JSON")
     parser.add_argument("--quick", action="store_true", help=quick_help)
     args = parser.parse_args(argv)
+    t0 = time.perf_counter()
     try:
         result = run(getattr(args, "device", "cpu"), args.quick)
+        result.setdefault("elapsed_s", time.perf_counter() - t0)
     except (ValueError, RuntimeError) as exc:
         print(f"{name}: error: {exc}", file=sys.stderr)
         return 1
