@@ -119,6 +119,19 @@ def phase_point(spec: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _loglog_slope(xs: Sequence[float], ys: Sequence[float]) -> float:
+    """The least-squares slope of log y against log x, exactly rounded sums
+    (``math.fsum``): the same points give the same bits whatever their order and memory
+    (LAPACK's least squares did not: its last bit followed the arrays' alignment)."""
+    lx = [math.log(v) for v in xs]
+    ly = [math.log(v) for v in ys]
+    mx, my = math.fsum(lx) / len(lx), math.fsum(ly) / len(ly)
+    sxx = math.fsum((a - mx) ** 2 for a in lx)
+    if sxx == 0:
+        return 0.0  # every point at the same x: no slope to fit
+    return math.fsum((a - mx) * (b - my) for a, b in zip(lx, ly, strict=True)) / sxx
+
+
 def fit_constant(
     points: Sequence[Mapping[str, Any]],
     *,
@@ -151,9 +164,6 @@ def fit_constant(
     idx = torch.randint(0, len(rows), (boot, len(rows)), generator=gen)
     boots = slope(idx)
     q = torch.quantile(boots, torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=x.dtype))
-    lx, ly = x.log(), y.log()
-    A = torch.stack([lx, torch.ones_like(lx)], dim=1)
-    loglog = torch.linalg.lstsq(A, ly.unsqueeze(1)).solution.flatten()
     ratios = y / x
     return {
         "C": float(slope(torch.arange(len(rows)))),
@@ -163,7 +173,7 @@ def fit_constant(
         "per_point_min": float(ratios.min()),
         "per_point_max": float(ratios.max()),
         "C_needed": float(ratios.max()),
-        "loglog_slope": float(loglog[0]),
+        "loglog_slope": _loglog_slope([r[0] for r in rows], [r[1] ** 2 for r in rows]),
         "points_used": len(rows),
         "key": key,
     }
