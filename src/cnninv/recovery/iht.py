@@ -114,13 +114,20 @@ def _normalized_step(W: LinearOperator, g: torch.Tensor, mask: torch.Tensor) -> 
     )
 
 
-def _check_not_diverged(stat: IHTStat, dtype: torch.dtype, step) -> None:
-    """Iterates that overflowed (a fixed step too large for W) are an error, not NaN."""
-    if not bool(torch.isfinite(torch.stack([stat.residual, stat.rel_change])).all()):
+def _check_and_stop(stat: IHTStat, dtype: torch.dtype, step, tol: float) -> bool:
+    """Whether every sample met the stop test (``rel_change <= tol``); iterates that
+    overflowed (a fixed step too large for W) are an error, not NaN. One read-back for
+    both (one host synchronisation per iteration on a GPU)."""
+    finite, stop = torch.stack(
+        [torch.isfinite(torch.stack([stat.residual, stat.rel_change])).all(),
+         (stat.rel_change <= tol).all()]
+    ).tolist()  # fmt: skip
+    if not finite:
         raise ValueError(
             f"iht diverged at iteration {stat.iteration}: the iterates overflowed {dtype} "
             f"(step={step!r} is too large for the scale of W; try step='normalized')"
         )
+    return stop
 
 
 def _check_step(step: object) -> float | str:
@@ -337,11 +344,11 @@ def _iht_code_domain(W, xb, k, pool, variant, max_iter, tol, step, zt, callback,
             code_error=None if zt is None else code_error,
             support_recovery=None if zt is None else support,
         )
-        _check_not_diverged(stat, dtype, step)
+        stop = _check_and_stop(stat, dtype, step, tol)
         history.append(stat)
         if callback is not None:
             callback(it, dense_code(z, shape, like=Wx), stat)
-        if bool((change <= tol).all()):
+        if stop:
             stop_reason = "converged"
             break
     switches = model_sparse_entries(b, k, pool, variant=variant).switches
@@ -515,11 +522,11 @@ def iht(
             if zt is None
             else safe_div(((z != 0) & zt_supp).sum(dims(z)).to(xb.dtype), zt_count),
         )
-        _check_not_diverged(stat, xb.dtype, step)
+        stop = _check_and_stop(stat, xb.dtype, step, tol)
         history.append(stat)
         if callback is not None:
             callback(it, z, stat)
-        if bool((change <= tol).all()):
+        if stop:
             stop_reason = "converged"
             break
     if unbatched:
