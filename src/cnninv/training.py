@@ -98,10 +98,11 @@ def default_threads() -> int:
     Half, because the machine is shared (a laptop's browser, other jobs): with as many
     threads as cores, every torch operation is a parallel region that waits for all of its
     threads, and one other busy process makes each wait a time slice; on a 2-core machine
-    with one busy process, ``cnninv reproduce fig2`` took 3.5 times as long with 2 threads
-    as with 1 (BENCHMARKS.md, "threads"). It depends on the machine only, so that the same
-    seed gives the same numbers whatever the load (the thread count changes how sums are
-    split, so it can change float rounding; the JSONs record it).
+    with one busy process, ``cnninv reproduce fig2`` took 2.4 times as long with 2 threads
+    as with 1 (18.2 s against 7.6 s; BENCHMARKS.md, ``experiments`` block). It depends on
+    the machine only, so that the same seed gives the same numbers whatever the load (the
+    thread count changes how sums are split, so it can change float rounding; the JSONs
+    record it).
     """
     for name in ("CNNINV_THREADS", "OMP_NUM_THREADS"):
         value = os.environ.get(name, "").strip()
