@@ -215,6 +215,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="config overrides"
+    )
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
     import torch
@@ -270,7 +273,10 @@ def main(argv: list[str]) -> int:
         # one failing does not lose the others' figures (the report is rebuilt after each)
         for name in names:
             try:
-                rep.reproduce([name], tmp, quick=args.quick, device=args.device, log=log)
+                rep.reproduce(
+                    [name], tmp, quick=args.quick, device=args.device, log=log,
+                    overrides=dict(kv.split("=", 1) for kv in args.set) or None,
+                )  # fmt: skip
             except Exception as exc:  # recorded, and the next experiment runs
                 current.clear()
                 errors[name] = f"{type(exc).__name__}: {str(exc)[:300]}"
