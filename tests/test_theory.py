@@ -2,6 +2,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from cnninv.operators import ConvOperator, MatrixOperator
 from cnninv.sparsity import num_blocks
@@ -206,6 +207,22 @@ def test_coherence_with_shifts_is_coherence_of_W_rows(ndim, stride):
     G.fill_diagonal_(0)
     assert coherence(W.weight, shifts=True, stride=stride) == pytest.approx(float(G.max()))
     assert coherence(W.weight, shifts=True) >= coherence(W.weight) - 1e-12
+
+
+@pytest.mark.parametrize("shape", [(7, 3, 5), (6, 4, 3, 3), (5, 2, 3, 5), (4, 1, 1, 1)])
+def test_shift_gram_is_the_bank_convolved_with_itself(shape):
+    # the matrix-product form of coherence's shifted Gram against the convolution it
+    # replaces, with chunks of one filter (the chunked path) and of all of them
+    from cnninv.theory.coherence import _shift_gram
+
+    w = torch.randn(*shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    kernel = shape[2:]
+    conv = F.conv1d if len(kernel) == 1 else F.conv2d
+    ref = conv(w, w, padding=[e - 1 for e in kernel])
+    for chunk in (1, 2**26):
+        got = _shift_gram(w, chunk_bytes=chunk)
+        assert got.shape == ref.shape
+        torch.testing.assert_close(got, ref, rtol=0, atol=1e-12)
 
 
 def test_random_coherence_decreases_with_dimension():
