@@ -284,6 +284,11 @@ def _thread_rows(result: dict) -> dict[tuple[int, bool], float]:
     return {(r["threads"], r["busy_process"]): r["wall_s"] for r in result["threads"]["rows"]}
 
 
+def _sets(overrides: dict) -> str:
+    """Overrides as the command line gives them."""
+    return ", ".join(f"--set {k}={v}" for k, v in overrides.items())
+
+
 def targets(result: dict) -> list[dict]:
     rows = []
     quick = result["config"]["quick"]
@@ -308,8 +313,7 @@ def targets(result: dict) -> list[dict]:
                 "target": ">= 2x",
                 "measured": f"{r['speedup']:.2f}x ({r['before_s']:.0f} s -> {r['after_s']:.0f} s"
                 + (
-                    "; after with "
-                    + ", ".join(f"--set {k}={v}" for k, v in r["after_overrides"].items())
+                    f"; after with {_sets(r['after_overrides'])}"
                     if r.get("after_overrides")
                     else ""
                 )
@@ -407,9 +411,7 @@ def render(result: dict) -> str:
             f"    {name:<20} {_fmt_s(r['before_s']):>8} -> {_fmt_s(r['after_s']):>8}  "
             f"{r['speedup']:.2f}x"
             + (
-                "  (after: "
-                + ", ".join(f"--set {k}={v}" for k, v in r["after_overrides"].items())
-                + ", the before tree's work)"
+                f"  (after: {_sets(r['after_overrides'])}, the before tree's work)"
                 if r.get("after_overrides")
                 else ""
             )
