@@ -29,6 +29,7 @@ Usage::
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -45,7 +46,7 @@ from typing import Any
 import torch
 from _timing import bench_main, machine_info, machine_line
 
-__all__ = ["Config", "render", "run", "targets"]
+__all__ = ["Config", "merge", "render", "run", "targets"]
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -277,6 +278,54 @@ def run(device: str = "cpu", quick: bool = False, config: Config | None = None) 
     return out
 
 
+# ----------------------------------------------------------------------------- merge
+
+
+def _part(result: dict) -> dict:
+    a, m = result["all"], result["machine"]
+    return {
+        "names": list(a["names"]),
+        "total_s": a["total_s"],
+        "matmul_gflops": a["matmul_gflops"],
+        "load_average_1m": [m.get("load_average_1m_at_start"), m.get("load_average_1m")],
+    }
+
+
+def merge(earlier: dict | None, later: dict) -> dict:
+    """Two results of this benchmark as one, for ``run_all.py --merge``: the experiments of
+    an ``--only`` run join (a) of the other run (which left them out with ``--skip``), and
+    the total is the sum of the parts, each part recorded (its experiments, time, matmul
+    rate and load) in ``all["parts"]``; (b) and (c) are the full run's. Without an
+    ``--only`` run among the two, the later result stands."""
+    if earlier is None or not (earlier.get("only") or later.get("only")):
+        return later
+    full, part = (later, earlier) if earlier.get("only") and not later.get("only") else (
+        earlier, later
+    )  # fmt: skip
+    out = copy.deepcopy(full)
+    a, b = out["all"], part["all"]
+    parts = a.setdefault("parts", [_part(full)])
+    parts.append(_part(part))
+    a["names"] = a["names"] + [n for n in b["names"] if n not in a["names"]]
+    a["experiments"].update(b["experiments"])
+    a["errors"] = {**a.get("errors", {}), **b.get("errors", {})}
+    a["total_s"] += b["total_s"]
+    a["import_s"] += b["import_s"]
+    a["decoders_in_cache"] = sorted(set(a["decoders_in_cache"]) | set(b["decoders_in_cache"]))
+    covered = set(b["names"])
+    key = "only" if out.get("only") else "left_out"
+    kept = [n for n in out.get(key, []) if n not in covered] if key == "left_out" else (
+        out["only"] + [n for n in b["names"] if n not in out["only"]]
+    )  # fmt: skip
+    if kept:
+        out[key] = kept
+    else:
+        out.pop(key, None)
+    if out.get("elapsed_s") is not None and part.get("elapsed_s") is not None:
+        out["elapsed_s"] += part["elapsed_s"]
+    return out
+
+
 # ----------------------------------------------------------------------------- targets
 
 
@@ -328,6 +377,11 @@ def targets(result: dict) -> list[dict]:
                 "target": "timed",
                 "measured": f"{result['all']['total_s'] / 60:.1f} min at 1 thread"
                 + (
+                    f", the sum of {len(result['all']['parts'])} runs"
+                    if result["all"].get("parts")
+                    else ""
+                )
+                + (
                     f" without {', '.join(result['left_out'])} (left out: not end to end)"
                     if result.get("left_out")
                     else ""
@@ -368,6 +422,26 @@ STAGES = (
 )
 
 
+def _parts_lines(parts: list[dict]) -> list[str]:
+    """What each run of a merged (a) did (``merge``): its experiments, time, matmul rate,
+    load."""
+    if not parts:
+        return []
+    lines = [f"    the sum of {len(parts)} runs (each row's arithmetic at its own run's rate):"]
+    for i, p in enumerate(parts, 1):
+        load = ", ".join(_fmt_load(v) for v in p["load_average_1m"])
+        lines.append(
+            f"      run {i}: {len(p['names'])} experiment(s) ({', '.join(p['names'])}), "
+            f"{_fmt_s(p['total_s'])}, matmul {p['matmul_gflops']:.0f} GFLOP/s, "
+            f"load average at start, end: {load}"
+        )
+    return lines
+
+
+def _fmt_load(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.2f}"
+
+
 def render(result: dict) -> str:
     m = result["machine"]
     a = result["all"]
@@ -385,6 +459,7 @@ def render(result: dict) -> str:
             if result.get("left_out")
             else ""
         ),
+        *_parts_lines(a.get("parts", [])),
         f"    {'experiment':<20} {'wall':>8} {'peak':>8} {'GFLOP':>9} {'(exec.)':>9} "
         f"{'arith.':>8} {'x arith':>8}  stages",
     ]
@@ -444,29 +519,43 @@ def render(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """``[--skip NAME,...]`` leaves experiments out of (a) (e.g. the two whose default
-    optimisation takes an hour each); the rest of the command line is every benchmark's."""
+    optimisation takes an hour each); ``[--only NAME,...]`` runs (a) for those alone, and
+    neither (b) nor (c): the rest of a run that left them out, for ``run_all.py --merge``
+    (:func:`merge`). The rest of the command line is every benchmark's."""
     import argparse
 
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--skip", default="")
+    parser.add_argument("--only", default="")
     known, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     skip = [s for s in known.skip.split(",") if s]
-    if not skip:
+    only = [s for s in known.only.split(",") if s]
+    if skip and only:
+        print("bench_experiments: error: --skip and --only together", file=sys.stderr)
+        return 2
+    if not skip and not only:
         runner = run
     else:
         from cnninv.experiments import REGISTRY
 
-        unknown = [s for s in skip if s not in REGISTRY]
+        option = "--skip" if skip else "--only"
+        unknown = [s for s in skip + only if s not in REGISTRY]
         if unknown:
-            print(f"bench_experiments: error: --skip: no experiment {unknown}", file=sys.stderr)
+            print(f"bench_experiments: error: {option}: no experiment {unknown}", file=sys.stderr)
             return 2
 
         def runner(device: str = "cpu", quick: bool = False) -> dict:
             cfg = Config.make(device, quick)
             names = list(REGISTRY) if cfg.experiments == ("all",) else list(cfg.experiments)
-            cfg.experiments = tuple(n for n in names if n not in skip)
+            if only:
+                cfg.experiments, cfg.compare, cfg.thread_counts = tuple(only), (), ()
+            else:
+                cfg.experiments = tuple(n for n in names if n not in skip)
             out = run(device, quick, cfg)
-            out["left_out"] = skip  # not "skipped": that says the whole benchmark was
+            if only:
+                out["only"] = only  # (a) for these alone: a part of a run, for merge()
+            else:
+                out["left_out"] = skip  # not "skipped": that says the whole benchmark was
             return out
 
     return bench_main(

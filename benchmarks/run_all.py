@@ -144,7 +144,9 @@ def write_markdown(path: Path, block: str) -> None:
 
 def _merge(paths: list[str], md: str, out: str) -> int:
     """Assemble the generated block from separate runs: ``run_all.py`` outputs (their
-    ``results``) and single benchmarks' ``--json`` files (later files win)."""
+    ``results``) and single benchmarks' ``--json`` files. Later files win, except where a
+    benchmark's ``merge(earlier, later)`` joins parts of one run (``bench_experiments``:
+    ``--only`` runs of the experiments another run left out)."""
     results, elapsed, sources, devices = {}, {}, [], set()
     for path in paths:
         try:
@@ -164,6 +166,9 @@ def _merge(paths: list[str], md: str, out: str) -> int:
             if result.get("config", {}).get("quick"):
                 print(f"run_all: error: --merge {path}: {name} is a --quick run", file=sys.stderr)
                 return 2
+            combine = getattr(BENCHMARKS[name], "merge", None)  # parts of one benchmark
+            if combine is not None:
+                result = combine(results.get(name), result)
             results[name], elapsed[name] = result, result.get("elapsed_s")
             devices.add(result.get("config", {}).get("device", saved.get("device", "cpu")))
         when = saved.get("finished") or time.strftime(
