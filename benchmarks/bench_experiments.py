@@ -480,7 +480,8 @@ def render(result: dict) -> str:
             f"{_fmt_s(r['arithmetic_s']):>8} {'' if va is None else f'{va:.1f}x':>8}  {share}"
         )
     c = result["compare"]
-    lines += ["", f"(b) before ({c['baseline']}) and after, same threads:"]
+    if result["config"]["compare"]:  # an --only run has no (b)
+        lines += ["", f"(b) before ({c['baseline']}) and after, same threads:"]
     for name, r in c["rows"].items():
         lines.append(
             f"    {name:<20} {_fmt_s(r['before_s']):>8} -> {_fmt_s(r['after_s']):>8}  "
@@ -518,8 +519,8 @@ def render(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``[--skip NAME,...]`` leaves experiments out of (a) (e.g. the two whose default
-    optimisation takes an hour each); ``[--only NAME,...]`` runs (a) for those alone, and
+    """``[--skip NAME,...]`` leaves experiments out of (a) (e.g. the two image-space
+    optimisations, to run them apart); ``[--only NAME,...]`` runs (a) for those alone, and
     neither (b) nor (c): the rest of a run that left them out, for ``run_all.py --merge``
     (:func:`merge`). The rest of the command line is every benchmark's."""
     import argparse

@@ -37,7 +37,12 @@ def _machine(start: float, end: float) -> dict:
 def _result(names: list[str], walls: list[float], **extra) -> dict:
     return {
         "benchmark": "experiments",
-        "config": {"quick": False, "threads": 1, "device": "cpu"},
+        "config": {
+            "quick": False,
+            "threads": 1,
+            "device": "cpu",
+            "compare": [] if extra.get("only") else ["fig2"],
+        },
         "all": {
             "names": names,
             "errors": {},
