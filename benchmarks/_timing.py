@@ -35,6 +35,7 @@ __all__ = [
     "Laps",
     "Timing",
     "calibrate",
+    "fmt_load",
     "machine_info",
     "machine_line",
     "measure",
@@ -251,7 +252,8 @@ def machine_info(device: str | torch.device) -> dict[str, Any]:
     return info
 
 
-def _fmt_load(v: float | None) -> str:
+def fmt_load(v: float | None) -> str:
+    """A load average as the machine lines print it (n/a where it was not read)."""
     return "n/a" if v is None else f"{v:.2f}"
 
 
@@ -264,8 +266,8 @@ def machine_line(m: dict[str, Any]) -> str:
         f"({m['torch_threads']} threads), numpy {m['numpy_version']} ({m['numpy_blas']}, "
         f"OPENBLAS_NUM_THREADS={env.get('OPENBLAS_NUM_THREADS')}), device {m['device']}"
         + (f" ({m['gpu']})" if "gpu" in m else "")
-        + f"\nload average (1 min): {_fmt_load(m.get('load_average_1m_at_start'))} at start, "
-        f"{_fmt_load(m.get('load_average_1m'))} at end, on {m['cpu_count']} cores"
+        + f"\nload average (1 min): {fmt_load(m.get('load_average_1m_at_start'))} at start, "
+        f"{fmt_load(m.get('load_average_1m'))} at end, on {m['cpu_count']} cores"
     )
 
 

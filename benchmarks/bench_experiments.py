@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _timing import bench_main, machine_info, machine_line
+from _timing import bench_main, fmt_load, machine_info, machine_line
 
 __all__ = ["Config", "merge", "render", "run", "targets"]
 
@@ -312,15 +312,14 @@ def merge(earlier: dict | None, later: dict) -> dict:
     a["total_s"] += b["total_s"]
     a["import_s"] += b["import_s"]
     a["decoders_in_cache"] = sorted(set(a["decoders_in_cache"]) | set(b["decoders_in_cache"]))
-    covered = set(b["names"])
-    key = "only" if out.get("only") else "left_out"
-    kept = [n for n in out.get(key, []) if n not in covered] if key == "left_out" else (
-        out["only"] + [n for n in b["names"] if n not in out["only"]]
-    )  # fmt: skip
-    if kept:
-        out[key] = kept
+    if out.get("only"):  # two --only runs: still a part, now of both
+        out["only"] = out["only"] + [n for n in b["names"] if n not in out["only"]]
     else:
-        out.pop(key, None)
+        left = [n for n in out.get("left_out", []) if n not in b["names"]]
+        if left:
+            out["left_out"] = left
+        else:
+            out.pop("left_out", None)
     if out.get("elapsed_s") is not None and part.get("elapsed_s") is not None:
         out["elapsed_s"] += part["elapsed_s"]
     return out
@@ -429,17 +428,13 @@ def _parts_lines(parts: list[dict]) -> list[str]:
         return []
     lines = [f"    the sum of {len(parts)} runs (each row's arithmetic at its own run's rate):"]
     for i, p in enumerate(parts, 1):
-        load = ", ".join(_fmt_load(v) for v in p["load_average_1m"])
+        load = ", ".join(fmt_load(v) for v in p["load_average_1m"])
         lines.append(
             f"      run {i}: {len(p['names'])} experiment(s) ({', '.join(p['names'])}), "
             f"{_fmt_s(p['total_s'])}, matmul {p['matmul_gflops']:.0f} GFLOP/s, "
             f"load average at start, end: {load}"
         )
     return lines
-
-
-def _fmt_load(v: float | None) -> str:
-    return "n/a" if v is None else f"{v:.2f}"
 
 
 def render(result: dict) -> str:

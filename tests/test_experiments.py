@@ -1,6 +1,7 @@
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -96,6 +97,55 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
 def test_json_of_tensors_and_nan(tmp_path):
     path = atomic_write_json(tmp_path / "a.json", {"t": torch.tensor([1.0, 2.0]), "x": math.nan})
     assert json.loads(path.read_text()) == {"t": [1.0, 2.0], "x": None}
+
+
+def _results_zoo():
+    """Results of every shape a JSON of ours holds: scalar rows, numeric tables, rows and
+    tables with NaN, inf, bools, None or strings (one holding "], ["), tuples, tensors,
+    NumPy values, empty and nested containers."""
+    return {
+        "row": list(range(1000)),
+        "floats": [0.5, 1, -2.25e-300, 1e300],
+        "table": [[i, i + 1, 2 * i] for i in range(300)],
+        "float_table": [[0.1, 2], [3, -4.5]],
+        "nan_table": [[0.1, math.nan], [math.inf, 1.0]],
+        "bool_table": [[True, 1], [False, 0]],
+        "str_table": [["a], [b", "c"], ["d", "e"]],
+        "mixed": [1, "a], [b", None, True, 2.5, math.nan, -math.inf],
+        "tuples": ((1, 2), (3, (4, 5))),
+        "tensor": torch.arange(6.0).view(2, 3),
+        "numpy": {"a": np.arange(4), "b": np.float32(1.5), "c": np.int64(7)},
+        "empty": {"l": [], "d": {}, "ll": [[], []], "t": ()},
+        "nested": [{"x": [[1, 2]], "y": []}, [[[1]]], "s"],
+        "psnr": math.inf,
+    }
+
+
+def test_json_text_reads_back_as_the_indented_json():
+    """``atomic_write_json``'s layout (scalar rows on one line, tables one row per line,
+    by the C encoder) reads back the same values as ``json.dumps(..., indent=2)``."""
+    from cnninv.io import json_text, to_jsonable
+
+    data = _results_zoo()
+    text = json_text(data)
+    assert json.loads(text) == json.loads(json.dumps(to_jsonable(data), indent=2))
+    assert json.loads(text)["mixed"] == [1, "a], [b", None, True, 2.5, None, None]
+    assert json.loads(text)["str_table"] == [["a], [b", "c"], ["d", "e"]]
+    assert '"row": [0, 1, 2, ' in text  # one line
+    assert "\n    [1, 2, 2],\n    [2, 3, 4],\n" in text  # one row per line
+
+
+def test_find_non_finite_names_the_entry_in_rows_and_tables():
+    from cnninv.io import find_non_finite
+
+    zoo = _results_zoo()
+    assert find_non_finite(zoo) == "/nan_table[0][1]"
+    assert find_non_finite({"t": [[1, 2], [3, math.inf]]}) == "/t[1][1]"
+    assert find_non_finite({"r": [1, 2.0, math.nan]}) == "/r[2]"
+    finite = {k: v for k, v in zoo.items() if "nan" not in k and k != "mixed"}
+    assert find_non_finite(finite) is None  # psnr may be inf
+    clean = {"row": list(range(10)), "table": [[1, 2.5]], "psnr": math.inf, "s": ["], ["]}
+    assert find_non_finite(clean) is None
 
 
 def test_report_needs_results(tmp_path):

@@ -3,6 +3,7 @@ an interrupted run never leaves a half-written JSON, PNG or HTML behind."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -18,6 +19,7 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_text",
     "find_non_finite",
+    "json_text",
     "to_jsonable",
 ]
 
@@ -83,6 +85,30 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
 
 
+#: Types of the values a JSON file holds as they are (finite floats aside).
+_PLAIN = frozenset({int, str, bool, type(None)})
+
+
+def _plain_row(seq: list | tuple) -> bool:
+    """Whether every entry of ``seq`` is a JSON scalar that needs no conversion: ints,
+    strings, bools, None, or finite floats among ints. Checked by passes in C (``map``):
+    the bulk of a large result is such rows (a support of a million indices), which the
+    entry-by-entry recursion took seconds over."""
+    kinds = set(map(type, seq))
+    return kinds <= _PLAIN or (kinds <= {int, float} and all(map(math.isfinite, seq)))
+
+
+def _numeric_table(seq: list | tuple) -> bool:
+    """Whether ``seq`` is a non-empty list of lists of ints and finite floats (a table of
+    coordinates, one row per entry of a support), checked by passes in C."""
+    if not seq or set(map(type, seq)) != {list}:
+        return False
+    kinds = set(map(type, itertools.chain.from_iterable(seq)))
+    return kinds <= {int} or (
+        kinds <= {int, float} and all(map(math.isfinite, itertools.chain.from_iterable(seq)))
+    )
+
+
 def to_jsonable(obj: Any) -> Any:
     """Tensors, NumPy arrays and scalars, tuples and paths to plain JSON values; a
     non-finite float becomes None (JSON has no NaN)."""
@@ -96,6 +122,8 @@ def to_jsonable(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {str(k): to_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
+        if _plain_row(obj) or _numeric_table(obj):
+            return obj if type(obj) is list else list(obj)  # as it is: nothing to convert
         return [to_jsonable(v) for v in obj]
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
@@ -106,8 +134,31 @@ def to_jsonable(obj: Any) -> Any:
     return obj
 
 
+def json_text(data: Any) -> str:
+    """``data`` (through :func:`to_jsonable`) as JSON text: objects and lists that hold
+    objects or lists indented by two spaces, one entry per line; a list of scalars on one
+    line (``[3, 224, 224]``; a support of a million indices is one line, not a million),
+    a table of numbers one row per line, both encoded by the C encoder. ``json.loads``
+    reads back the same values as from ``json.dumps(..., indent=2)``."""
+    return _encode(to_jsonable(data), "")
+
+
+def _encode(obj: Any, pad: str) -> str:
+    inner = pad + "  "
+    if isinstance(obj, dict) and obj:
+        body = ",\n".join(f"{inner}{json.dumps(k)}: {_encode(v, inner)}" for k, v in obj.items())
+        return "{\n" + body + "\n" + pad + "}"
+    if isinstance(obj, list) and _numeric_table(obj):
+        # one row per line, all rows by the C encoder: numbers hold no "], ["
+        rows = json.dumps(obj)[1:-1].replace("], [", "],\n" + inner + "[")
+        return "[\n" + inner + rows + "\n" + pad + "]"
+    if isinstance(obj, list) and obj and not set(map(type, obj)).isdisjoint((dict, list)):
+        return "[\n" + ",\n".join(inner + _encode(v, inner) for v in obj) + "\n" + pad + "]"
+    return json.dumps(obj)
+
+
 def atomic_write_json(path: str | os.PathLike, data: Any) -> Path:
-    return atomic_write_text(path, json.dumps(to_jsonable(data), indent=2) + "\n")
+    return atomic_write_text(path, json_text(data) + "\n")
 
 
 def find_non_finite(obj: Any, path: str = "", allow: tuple[str, ...] = ("psnr",)) -> str | None:
@@ -135,6 +186,8 @@ def find_non_finite(obj: Any, path: str = "", allow: tuple[str, ...] = ("psnr",)
                 return found
         return None
     if isinstance(obj, list | tuple):
+        if _plain_row(obj) or _numeric_table(obj):
+            return None
         for i, v in enumerate(obj):
             found = find_non_finite(v, f"{path}[{i}]", allow)
             if found:
