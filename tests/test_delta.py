@@ -11,6 +11,8 @@ from cnninv.sparsity import model_sparse
 from cnninv.theory import empirical_delta, model_rip_ratios
 from cnninv.theory.delta import (
     _gram_dense,
+    _kept,
+    _kept_lag_groups,
     _project,
     _upper_conv,
     _upper_dense,
@@ -122,6 +124,26 @@ def test_conv_structure_gives_the_dense_gram_bounds(kw, pool, order):
         conv = _upper_conv(W, pool, order, size)
         for key in ("babel", "coherence", "mu", "diag"):
             assert conv[key] == pytest.approx(dense[key], rel=1e-10, abs=1e-12), key
+
+
+@pytest.mark.parametrize("order", [1, 2])
+def test_lag_groups_keep_what_the_scatter_over_labels_keeps(order):
+    """The conv path's per-block maxima over slices of lags are, bit for bit, the general
+    scatter over labels (channel, then region): random blocks of lags, values with many
+    ties (small integers), the row's own entry marked -1 as the conv path marks it."""
+    gen = torch.Generator().manual_seed(3)
+    for _ in range(100):
+        K, L = (int(v) for v in torch.randint(1, 8, (2,), generator=gen))
+        region = torch.randint(0, L, (L,), generator=gen)  # the lags' blocks, any order
+        centre = int(torch.randint(0, L, (1,), generator=gen))
+        vals = torch.randint(0, 4, (K, K, L), generator=gen).to(f64)
+        vals[torch.arange(K), torch.arange(K), centre] = -1.0
+        labels = (torch.arange(K).view(K, 1) * L + region.view(1, L)).flatten()
+        own = torch.arange(K) * L + int(region[centre])
+        _, group = torch.unique(region, return_inverse=True)
+        expected = _kept(vals.reshape(K, K * L), labels, own, order)
+        got = _kept_lag_groups(vals.permute(2, 0, 1), group, int(group[centre]), order)
+        assert torch.equal(got, expected)
 
 
 def test_large_layer_path_gives_attained_lower_bounds_and_the_same_upper_bounds():

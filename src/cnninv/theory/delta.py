@@ -393,6 +393,46 @@ def _kept(
     return torch.cat([top1, top2], dim=1).clamp_min(0)
 
 
+def _kept_lag_groups(
+    vals: torch.Tensor, group: torch.Tensor, own_group: int, order: int
+) -> torch.Tensor:
+    """:func:`_kept` for the rows of a conv layer's Gram structure, whose blocks are
+    groups of lags: ``vals`` ``(L, R, K)`` (row ``a`` against channel ``j`` at lag
+    ``s``), ``group`` ``(L,)`` each lag's block among the ``G`` of every channel
+    (numbered in the order of their labels), ``own_group`` the block of the centre lag,
+    which is each row's own block in its own channel (row ``a`` is channel ``a``). The
+    same values in the same columns as :func:`_kept` with the labels ``j * G + group``;
+    the maxima per block as reductions over slices instead of a scatter over every
+    column (exact: maxima and counts)."""
+    R = vals.shape[1]
+    order_of_lags = torch.argsort(group, stable=True)
+    bounds = torch.searchsorted(group[order_of_lags], torch.arange(int(group.max()) + 2))
+    # lags first, grouped: each block is a run of whole (R, K) planes, reduced plane by
+    # plane (element-wise maxima over a few planes)
+    v = vals.index_select(0, order_of_lags)
+    rows = torch.arange(R)
+    top1, top2 = [], []
+    for g in range(bounds.numel() - 1):
+        seg = v[int(bounds[g]) : int(bounds[g + 1])]
+        t1 = seg.amax(0)
+        if order == 1:
+            if g == own_group:  # the row's own block is not usable
+                t1[rows, rows] = -1.0
+            top1.append(t1)
+            continue
+        is_top = (seg == t1) & (seg >= 0)
+        t2 = seg.masked_fill(is_top, -1.0).amax(0)
+        t2 = torch.where(is_top.sum(0) >= 2, t1, t2)
+        if g == own_group:  # one more of its own block, not two
+            t2[rows, rows] = -1.0
+        top1.append(t1)
+        top2.append(t2)
+    cols = [torch.stack(top1, 2).reshape(R, -1)]
+    if order == 2:
+        cols.append(torch.stack(top2, 2).reshape(R, -1))
+    return torch.cat(cols, dim=1).clamp_min(0)
+
+
 def _bounds_from_rows(
     kept: torch.Tensor, diag_dev: torch.Tensor, size: int
 ) -> tuple[float, float, float]:
@@ -470,13 +510,14 @@ def _window_grams(
     w: torch.Tensor, windows: list[tuple], t: tuple, r: tuple
 ) -> dict[tuple, torch.Tensor]:
     """For each window (per axis ``(lo, hi)``: the taps of a row inside the map):
-    ``C[i, j, s] = sum_m sum_{tau in window} w_i[m, tau] w_j[m, tau - s t]`` for lags
-    ``|s| <= r`` (per axis), the Gram entries between a row so truncated and the row ``s``
-    shifts further. One GEMM per tap, shared by every window."""
+    ``C[s, i, j] = sum_m sum_{tau in window} w_i[m, tau] w_j[m, tau - s t]`` for lags
+    ``|s| <= r`` (per axis; lags first, flattened), the Gram entries between a row so
+    truncated and the row ``s`` shifts further. One GEMM per tap, shared by every
+    window."""
     K = w.shape[0]
     ell = tuple(w.shape[2:])
     lags = list(itertools.product(*(range(-x, x + 1) for x in r)))
-    out = {win: w.new_zeros((K, K, len(lags))) for win in windows}
+    out = {win: w.new_zeros((len(lags), K, K)) for win in windows}
     for tau in itertools.product(*(range(e) for e in ell)):
         inside = [
             win
@@ -493,10 +534,10 @@ def _window_grams(
                 valid.append(li)
         if not valid:
             continue
-        T = torch.einsum("im,sjm->ijs", w[(slice(None), slice(None), *tau)], torch.stack(partner))
+        T = torch.einsum("im,sjm->sij", w[(slice(None), slice(None), *tau)], torch.stack(partner))
         for win in inside:
-            out[win][:, :, valid] += T
-    return {win: c.view(K, K, *(2 * x + 1 for x in r)) for win, c in out.items()}
+            out[win][valid] += T
+    return out
 
 
 def _upper_conv(W: ConvOperator, pool: Pool, order: int, size: int) -> dict:
@@ -526,7 +567,7 @@ def _upper_conv(W: ConvOperator, pool: Pool, order: int, size: int) -> dict:
     rows = torch.arange(K)
     parts = []
     for combo in combos:
-        C = grams[tuple((key[0], key[1]) for key in combo)]  # (K, K, *lag_shape)
+        C = grams[tuple((key[0], key[1]) for key in combo)]  # (L, K, K), lags flattened
         valid = torch.ones(lag_shape, dtype=torch.bool)
         off_flat = torch.zeros(lag_shape, dtype=torch.long)
         for a, key in enumerate(combo):
@@ -536,12 +577,15 @@ def _upper_conv(W: ConvOperator, pool: Pool, order: int, size: int) -> dict:
             off = torch.tensor([0 if o is None else o for o in key[2]]).view(shape)
             # the neighbour's region relative to the row's (|offset| <= r): its block
             off_flat = off_flat * lag_shape[a] + (off + r[a])
-        labels = (rows.view(K, *([1] * ndim)) * L + off_flat).flatten()
-        vals = torch.where(valid, C.abs(), torch.zeros((), dtype=C.dtype)).reshape(K, K * L)
-        vals[rows, rows * L + centre] = -1.0
-        diag_dev = (C.reshape(K, K, L)[rows, rows, centre] - 1).abs()
-        own_label = rows * L + int(off_flat.flatten()[centre])
-        parts.append(_bounds_from_rows(_kept(vals, labels, own_label, order), diag_dev, size))
+        # a lag's block is the neighbour's region relative to the row's; numbered in the
+        # order of the labels (channel, then region) that _kept would give them
+        _, group = torch.unique(off_flat.flatten(), return_inverse=True)
+        vals = C.abs()
+        vals[~valid.flatten()] = 0.0  # lags whose neighbour is outside the map
+        vals[centre, rows, rows] = -1.0
+        diag_dev = (C[centre, rows, rows] - 1).abs()
+        kept = _kept_lag_groups(vals, group, int(group[centre]), order)
+        parts.append(_bounds_from_rows(kept, diag_dev, size))
     return _combine(parts, size)
 
 
