@@ -402,8 +402,8 @@ def _kept_lag_groups(
     (numbered in the order of their labels), ``own_group`` the block of the centre lag,
     which is each row's own block in its own channel (row ``a`` is channel ``a``). The
     same values in the same columns as :func:`_kept` with the labels ``j * G + group``;
-    the maxima per block as reductions over slices instead of a scatter over every
-    column (exact: maxima and counts)."""
+    the maxima per block as element-wise maxima over runs of lag planes instead of a
+    scatter over every column (exact: maxima and counts)."""
     R = vals.shape[1]
     order_of_lags = torch.argsort(group, stable=True)
     bounds = torch.searchsorted(group[order_of_lags], torch.arange(int(group.max()) + 2))
