@@ -281,13 +281,14 @@ def run(device: str = "cpu", quick: bool = False, config: Config | None = None) 
 # ----------------------------------------------------------------------------- merge
 
 
-def _part(result: dict) -> dict:
+def _part(result: dict, replaces: list[str] | None = None) -> dict:
     a, m = result["all"], result["machine"]
     return {
         "names": list(a["names"]),
         "total_s": a["total_s"],
         "matmul_gflops": a["matmul_gflops"],
         "load_average_1m": [m.get("load_average_1m_at_start"), m.get("load_average_1m")],
+        "replaces": list(replaces or []),
     }
 
 
@@ -295,8 +296,10 @@ def merge(earlier: dict | None, later: dict) -> dict:
     """Two results of this benchmark as one, for ``run_all.py --merge``: the experiments of
     an ``--only`` run join (a) of the other run (which left them out with ``--skip``), and
     the total is the sum of the parts, each part recorded (its experiments, time, matmul
-    rate and load) in ``all["parts"]``; (b) and (c) are the full run's. Without an
-    ``--only`` run among the two, the later result stands."""
+    rate and load) in ``all["parts"]``; (b) and (c) are the full run's. An experiment
+    the other run has already is re-measured: its row is replaced, the total changes by
+    the difference, and the part says which rows it replaced. Without an ``--only`` run
+    among the two, the later result stands."""
     if earlier is None or not (earlier.get("only") or later.get("only")):
         return later
     full, part = (later, earlier) if earlier.get("only") and not later.get("only") else (
@@ -304,12 +307,13 @@ def merge(earlier: dict | None, later: dict) -> dict:
     )  # fmt: skip
     out = copy.deepcopy(full)
     a, b = out["all"], part["all"]
+    replaced = [n for n in b["names"] if n in a["experiments"]]
     parts = a.setdefault("parts", [_part(full)])
-    parts.append(_part(part))
+    parts.append(_part(part, replaced))
     a["names"] = a["names"] + [n for n in b["names"] if n not in a["names"]]
+    a["total_s"] += b["total_s"] - sum(a["experiments"][n]["wall_s"] for n in replaced)
     a["experiments"].update(b["experiments"])
     a["errors"] = {**a.get("errors", {}), **b.get("errors", {})}
-    a["total_s"] += b["total_s"]
     a["import_s"] += b["import_s"]
     a["decoders_in_cache"] = sorted(set(a["decoders_in_cache"]) | set(b["decoders_in_cache"]))
     if out.get("only"):  # two --only runs: still a part, now of both
@@ -375,11 +379,7 @@ def targets(result: dict) -> list[dict]:
                 "name": "cnninv reproduce all (default settings), end to end",
                 "target": "timed",
                 "measured": f"{result['all']['total_s'] / 60:.1f} min at 1 thread"
-                + (
-                    f", the sum of {len(result['all']['parts'])} runs"
-                    if result["all"].get("parts")
-                    else ""
-                )
+                + _parts_summary(result["all"].get("parts", []))
                 + (
                     f" without {', '.join(result['left_out'])} (left out: not end to end)"
                     if result.get("left_out")
@@ -421,18 +421,42 @@ STAGES = (
 )
 
 
+def _replaced(parts: list[dict]) -> list[str]:
+    return [n for p in parts for n in p.get("replaces", [])]
+
+
+def _parts_summary(parts: list[dict]) -> str:
+    """How a merged total was made, for the target row."""
+    if not parts:
+        return ""
+    again = _replaced(parts)
+    return f", the sum of {len(parts)} runs" + (
+        f" ({', '.join(again)} re-measured: its earlier time taken out)" if again else ""
+    )
+
+
 def _parts_lines(parts: list[dict]) -> list[str]:
     """What each run of a merged (a) did (``merge``): its experiments, time, matmul rate,
     load."""
     if not parts:
         return []
-    lines = [f"    the sum of {len(parts)} runs (each row's arithmetic at its own run's rate):"]
+    again = _replaced(parts)
+    lines = [
+        f"    the sum of {len(parts)} runs"
+        + (f", less the earlier time of {', '.join(again)} (re-measured)" if again else "")
+        + " (each row's arithmetic at its own run's rate):"
+    ]
     for i, p in enumerate(parts, 1):
         load = ", ".join(fmt_load(v) for v in p["load_average_1m"])
         lines.append(
             f"      run {i}: {len(p['names'])} experiment(s) ({', '.join(p['names'])}), "
             f"{_fmt_s(p['total_s'])}, matmul {p['matmul_gflops']:.0f} GFLOP/s, "
             f"load average at start, end: {load}"
+            + (
+                f"; re-measured: replaces the earlier row of {', '.join(p['replaces'])}"
+                if p.get("replaces")
+                else ""
+            )
         )
     return lines
 

@@ -97,3 +97,17 @@ def test_two_full_runs_later_wins():
     second = _result(["fig2"], [12.0])
     assert bench_experiments.merge(first, second) is second
     assert bench_experiments.merge(None, second) is second
+
+
+def test_an_only_run_of_an_experiment_already_there_replaces_its_row():
+    full = _result(["fig2", "delta"], [10.0, 300.0], left_out=["switches"])
+    again = _result(["delta"], [250.0], only=["delta"])
+    merged = bench_experiments.merge(full, again)
+    assert merged["all"]["names"] == ["fig2", "delta"]
+    assert merged["all"]["experiments"]["delta"]["wall_s"] == 250.0
+    assert merged["all"]["total_s"] == pytest.approx(260.0)  # 310 - 300 + 250
+    assert merged["left_out"] == ["switches"]
+    assert merged["all"]["parts"][1]["replaces"] == ["delta"]
+    assert "replaces the earlier row of delta" in bench_experiments.render(merged)
+    row = next(r for r in bench_experiments.targets(merged) if "end to end" in r["name"])
+    assert "4.3 min" in row["measured"] and "delta re-measured" in row["measured"]
